@@ -1,0 +1,55 @@
+//! Why a lookup produced no upstream answer, and the one place that maps each
+//! reason to what the client is told (RCODE and Extended DNS Error, RFC 8914 §4).
+
+use std::io;
+
+use thiserror::Error;
+
+use crate::query::rcode;
+use crate::wire::Ede;
+
+/// RFC 8914 §4.23: the upstream never answered in time.
+pub const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
+/// RFC 8914 §4.24: talking to the upstream failed at the network level.
+pub const EDE_NETWORK_ERROR: u16 = 23;
+/// RFC 8914 §4.1: Other, with text saying what.
+pub const EDE_OTHER: u16 = 0;
+
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum LookupError {
+    #[error("no usable reply from any upstream before the deadline")]
+    Timeout,
+    #[error("network error talking to the upstream: {0}")]
+    Network(io::ErrorKind),
+    #[error("too many lookups in flight or waiters on one lookup")]
+    Overloaded,
+}
+
+impl LookupError {
+    /// The response code and Extended DNS Error a client gets for this failure.
+    pub fn outcome(&self) -> (u8, Ede) {
+        match self {
+            LookupError::Timeout => (
+                rcode::SERVFAIL,
+                Ede {
+                    code: EDE_NO_REACHABLE_AUTHORITY,
+                    text: "no reply from upstream before the deadline",
+                },
+            ),
+            LookupError::Network(_) => (
+                rcode::SERVFAIL,
+                Ede {
+                    code: EDE_NETWORK_ERROR,
+                    text: "network error talking to upstream",
+                },
+            ),
+            LookupError::Overloaded => (
+                rcode::SERVFAIL,
+                Ede {
+                    code: EDE_OTHER,
+                    text: "overloaded",
+                },
+            ),
+        }
+    }
+}

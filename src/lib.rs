@@ -1,0 +1,151 @@
+//! punctual: a local caching stub DNS resolver that answers every query before
+//! its deadline, whatever its upstream does.
+//!
+//! Layout (a query flows top to bottom):
+//! - [`config`], [`resolv_conf`]: the TOML config, validated before anything binds.
+//! - [`listen`]: UDP and TCP sockets (socket2) and their serving loops.
+//! - [`handler`]: one query's path, bytes in, bytes out: validate → cache →
+//!   coalesce → upstream, inside one deadline.
+//! - [`query`], [`response`]: parsing a client's query; responses we synthesize.
+//! - [`cache`]: the bounded TTL cache of prepared answers (seconds to days).
+//! - [`inflight`]: the coalescing table of lookups and their waiters (milliseconds).
+//! - [`upstream`]: the only place that talks to upstream servers and retries.
+//! - [`answer`]: an upstream reply prepared once, rendered per client by patching.
+//! - [`wire`]: the few audited helpers that touch raw DNS bytes.
+//! - [`error`]: lookup failures and the RCODE/EDE each maps to.
+//! - [`metrics`]: counters.
+//!
+//! [`Server::bind`] then [`Server::run`] is the whole daemon; `main.rs` only adds
+//! the command line, logging and signals.
+
+#![forbid(unsafe_code)]
+
+pub mod answer;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod handler;
+pub mod inflight;
+pub mod listen;
+pub mod metrics;
+pub mod query;
+pub mod resolv_conf;
+pub mod response;
+pub mod upstream;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::answer::TtlPolicy;
+use crate::config::{Config, ConfigError};
+use crate::handler::{Resolver, ResolverLimits};
+use crate::inflight::InflightGauges;
+use crate::listen::{BindError, Listeners, TcpLimits};
+use crate::metrics::Metrics;
+use crate::upstream::Upstream;
+
+/// After the deadline, how long shutdown waits for the last responses to be sent.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+/// A resolver bound to its sockets, not yet serving.
+pub struct Server {
+    resolver: Arc<Resolver>,
+    listeners: Listeners,
+    tcp_limits: TcpLimits,
+}
+
+impl Server {
+    /// Validates `config`, resolves the upstream list and binds every listen
+    /// address (UDP and TCP). Must be called inside a tokio runtime.
+    pub fn bind(config: &Config) -> Result<Server, ServerError> {
+        config.validate()?;
+        let upstreams = config.upstreams()?;
+        tracing::info!(?upstreams, "upstream servers");
+        let limits = &config.limits;
+        let metrics = Arc::new(Metrics::default());
+        let upstream = Upstream::new(upstreams, limits.attempt_timeout, Arc::clone(&metrics));
+        let resolver = Resolver::new(
+            upstream,
+            ResolverLimits {
+                deadline: limits.deadline,
+                max_inflight: limits.max_inflight,
+                max_waiters: limits.max_waiters,
+                cache_entries: NonZeroUsize::new(config.cache.entries).unwrap_or(NonZeroUsize::MIN),
+                ttl: TtlPolicy::new(config.cache.min_ttl, config.cache.max_ttl),
+            },
+            metrics,
+        );
+        let listeners = Listeners::bind(&config.listen.addresses, limits.udp_recv_buffer)?;
+        Ok(Server {
+            resolver,
+            listeners,
+            tcp_limits: TcpLimits {
+                max_connections: limits.tcp_max_connections,
+                idle_timeout: limits.tcp_idle_timeout,
+            },
+        })
+    }
+
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.udp_addrs()
+    }
+
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.tcp_addrs()
+    }
+
+    /// A handle for reading counters while the server runs.
+    pub fn stats(&self) -> Stats {
+        Stats(Arc::clone(&self.resolver))
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, lets every
+    /// query in flight be answered (they all end by their deadline) and returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tasks = TaskTracker::new();
+        let deadline = self.resolver.deadline();
+        self.listeners
+            .spawn(&self.resolver, self.tcp_limits, &tasks, &shutdown);
+        shutdown.cancelled().await;
+        tasks.close();
+        if tokio::time::timeout(deadline + SHUTDOWN_GRACE, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(remaining = tasks.len(), "shutdown grace period over; exiting");
+        }
+    }
+}
+
+/// Live counters of a running server.
+#[derive(Clone)]
+pub struct Stats(Arc<Resolver>);
+
+impl Stats {
+    pub fn metrics(&self) -> &Metrics {
+        self.0.metrics()
+    }
+
+    pub fn inflight(&self) -> InflightGauges {
+        self.0.inflight()
+    }
+
+    pub fn cache_entries(&self) -> usize {
+        self.0.cache_len()
+    }
+}

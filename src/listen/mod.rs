@@ -1,0 +1,125 @@
+//! The listening side: binds UDP and TCP on every configured address (same port
+//! for both, also when the port is 0) and runs their serving loops.
+
+mod socket;
+mod tcp;
+mod udp;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use tcp::{MAX_PIPELINED_PER_CONNECTION, TcpLimits};
+
+use crate::handler::Resolver;
+
+/// Tries to find a port free for both UDP and TCP when asked for port 0.
+const PORT_ZERO_TRIES: usize = 16;
+
+#[derive(Debug, Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: io::Error,
+}
+
+pub struct Listeners {
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: Vec<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every address; must be called inside a tokio runtime.
+    pub fn bind(addresses: &[SocketAddr], recv_buffer: usize) -> Result<Listeners, BindError> {
+        let mut listeners = Listeners {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+        };
+        for &addr in addresses {
+            let (udp, tcp) = bind_pair(addr, recv_buffer)?;
+            listeners.udp.push(Arc::new(udp));
+            listeners.tcp.push(tcp);
+        }
+        Ok(listeners)
+    }
+
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.udp.iter().filter_map(|s| s.local_addr().ok()).collect()
+    }
+
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp.iter().filter_map(|s| s.local_addr().ok()).collect()
+    }
+
+    /// Spawns every serving loop on `tasks`; they stop accepting on `shutdown`.
+    pub fn spawn(
+        self,
+        resolver: &Arc<Resolver>,
+        limits: TcpLimits,
+        tasks: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) {
+        let limits = Arc::new(limits);
+        for socket in self.udp {
+            tasks.spawn(udp::serve(
+                socket,
+                Arc::clone(resolver),
+                tasks.clone(),
+                shutdown.clone(),
+            ));
+        }
+        for listener in self.tcp {
+            tasks.spawn(tcp::serve(
+                listener,
+                Arc::clone(resolver),
+                Arc::clone(&limits),
+                tasks.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+}
+
+fn bind_pair(addr: SocketAddr, recv_buffer: usize) -> Result<(UdpSocket, TcpListener), BindError> {
+    let tries = if addr.port() == 0 { PORT_ZERO_TRIES } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let error = |source| BindError { addr, source };
+        let (udp, granted) = socket::udp(addr, recv_buffer).map_err(error)?;
+        let bound = udp.local_addr().map_err(error)?;
+        // TCP on the port UDP got, so clients that retry a truncated answer over
+        // TCP (glibc, musl) find us on the same port.
+        match socket::tcp(bound) {
+            Ok(tcp) => {
+                let udp = UdpSocket::from_std(udp).map_err(error)?;
+                let tcp = TcpListener::from_std(tcp).map_err(error)?;
+                tracing::info!("listening on udp://{bound}");
+                tracing::info!("listening on tcp://{bound}");
+                if granted < recv_buffer {
+                    tracing::warn!(
+                        requested = recv_buffer,
+                        granted,
+                        "UDP receive buffer smaller than configured; raise net.core.rmem_max"
+                    );
+                } else {
+                    tracing::info!(requested = recv_buffer, granted, "UDP receive buffer");
+                }
+                return Ok((udp, tcp));
+            }
+            Err(source) if addr.port() == 0 && source.kind() == io::ErrorKind::AddrInUse => {
+                last = Some(source);
+            }
+            Err(source) => return Err(BindError { addr, source }),
+        }
+    }
+    Err(BindError {
+        addr,
+        source: last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse)),
+    })
+}

@@ -1,0 +1,141 @@
+//! Serving DNS over TCP (RFC 7766): 2-byte length framing, several queries per
+//! connection processed concurrently and answered as each completes, an idle
+//! timeout, and a cap on open connections (a connection beyond it is closed at
+//! once; the open ones keep working).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::handler::{Handled, Resolver, Transport};
+
+/// Queries one connection may have outstanding; beyond it we stop reading that
+/// connection until one completes (TCP flow control pushes back on the client).
+pub const MAX_PIPELINED_PER_CONNECTION: usize = 64;
+
+pub struct TcpLimits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    resolver: Arc<Resolver>,
+    limits: Arc<TcpLimits>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(%error, "TCP accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            resolver.metrics().tcp_connections_refused.inc();
+            tracing::debug!(%peer, "TCP connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
+        resolver.metrics().tcp_connections_accepted.inc();
+        let resolver = Arc::clone(&resolver);
+        let limits = Arc::clone(&limits);
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            connection(stream, resolver, &limits, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    resolver: Arc<Resolver>,
+    limits: &TcpLimits,
+    shutdown: CancellationToken,
+) {
+    let (reader, mut writer) = stream.into_split();
+    let mut frames = FramedRead::new(
+        reader,
+        LengthDelimitedCodec::builder()
+            .length_field_length(2)
+            .max_frame_length(usize::from(u16::MAX))
+            .new_codec(),
+    );
+    let mut pending = FuturesUnordered::new();
+    let mut idle_since = Instant::now();
+    let mut reading = true;
+    loop {
+        if !reading && pending.is_empty() {
+            break;
+        }
+        let reply = tokio::select! {
+            frame = frames.next(), if reading && pending.len() < MAX_PIPELINED_PER_CONNECTION => {
+                let Some(Ok(frame)) = frame else {
+                    // EOF or a framing error: the client is gone, nobody to answer.
+                    break;
+                };
+                idle_since = Instant::now();
+                match resolver.handle(&frame, Transport::Tcp, Instant::now()) {
+                    Handled::Reply(reply) => reply,
+                    Handled::Wait(query) => {
+                        pending.push(query.response());
+                        continue;
+                    }
+                    Handled::Drop => continue,
+                }
+            }
+            Some(reply) = pending.next(), if !pending.is_empty() => reply,
+            // RFC 7766 §6.2.3: close a connection idle for the timeout (no query
+            // outstanding and nothing received).
+            () = sleep_until(idle_since + limits.idle_timeout), if pending.is_empty() => {
+                resolver.metrics().tcp_idle_closed.inc();
+                break;
+            }
+            () = shutdown.cancelled(), if reading => {
+                // Stop reading; answer what is outstanding, then close.
+                reading = false;
+                continue;
+            }
+        };
+        if !write_framed(&mut writer, &reply, limits.idle_timeout).await {
+            break;
+        }
+        idle_since = Instant::now();
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Writes one length-prefixed message in a single write; a client that does not
+/// read for the idle timeout loses its connection instead of holding ours.
+async fn write_framed(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    reply: &[u8],
+    limit: Duration,
+) -> bool {
+    let Ok(len) = u16::try_from(reply.len()) else {
+        return true;
+    };
+    let mut framed = Vec::with_capacity(reply.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(reply);
+    matches!(timeout(limit, writer.write_all(&framed)).await, Ok(Ok(())))
+}

@@ -1,0 +1,63 @@
+//! Counters an operator or a test can read: plain atomics bumped on the hot
+//! path with relaxed ordering (they are statistics, not synchronisation).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub queries_udp: Counter,
+    pub queries_tcp: Counter,
+    /// Client packets dropped without an answer (shorter than a header, QR=1).
+    pub queries_dropped: Counter,
+    /// Responses sent, by RCODE (the low 4 bits).
+    pub responses_by_rcode: [Counter; 16],
+    pub responses_truncated: Counter,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub cache_inserts: Counter,
+    pub cache_evictions: Counter,
+    /// Queries that joined a lookup already in flight.
+    pub coalesced_joins: Counter,
+    /// Waiters whose deadline passed (or whose client went away) before the answer.
+    pub abandoned_waiters: Counter,
+    /// Queries answered SERVFAIL "overloaded" because a limit was reached.
+    pub overload_answers: Counter,
+    pub lookups_started: Counter,
+    /// Lookups cancelled because no client was waiting for them any more.
+    pub lookups_cancelled: Counter,
+    pub lookup_timeouts: Counter,
+    pub lookup_network_errors: Counter,
+    /// Packets sent to upstreams (each UDP attempt and each TCP query).
+    pub upstream_queries: Counter,
+    pub upstream_tcp_fallbacks: Counter,
+    /// Upstream replies ignored because ID, question or content did not match.
+    pub upstream_ignored_replies: Counter,
+    pub tcp_connections_accepted: Counter,
+    /// Connections closed at once because `tcp_max_connections` were open.
+    pub tcp_connections_refused: Counter,
+    pub tcp_idle_closed: Counter,
+}
+
+impl Metrics {
+    pub fn count_response(&self, response: &[u8]) {
+        if let Some(&low) = response.get(3) {
+            self.responses_by_rcode[usize::from(low & 0x0f)].inc();
+        }
+        if response.get(2).is_some_and(|b| b & 0x02 != 0) {
+            self.responses_truncated.inc();
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! A client's query: validated, with its question kept byte for byte and its
+//! coalescing/cache key computed once.
+//!
+//! The rules for what is answered and what is dropped live here (RFC 1035 §4.1.1,
+//! RFC 6891 §6.1.3, RFC 7766): shorter than a header or QR=1 is dropped (never
+//! answer a response, that is how reflection loops start); an opcode other than
+//! QUERY gets NOTIMP; an unparseable body or a question count other than one
+//! gets FORMERR; an EDNS version above 0 gets BADVERS.
+
+use hickory_proto::op::Message;
+
+use crate::response;
+use crate::wire::{self, FLAG_AD, FLAG_CD, FLAG_RD, Header, HEADER_LEN, OptInfo};
+
+/// RCODE values we synthesize (RFC 1035 §4.1.1, RFC 6891 §9).
+pub mod rcode {
+    pub const NOERROR: u8 = 0;
+    pub const FORMERR: u8 = 1;
+    pub const SERVFAIL: u8 = 2;
+    pub const NXDOMAIN: u8 = 3;
+    pub const NOTIMP: u8 = 4;
+    pub const REFUSED: u8 = 5;
+    /// BADVERS is 16: 1 in the OPT's extended-rcode byte, 0 in the header.
+    pub const BADVERS_HIGH: u8 = 1;
+}
+
+const OPCODE_QUERY: u8 = 0;
+
+/// What identifies one question for coalescing and caching: the lower-cased name,
+/// type, class and the two bits that change what an upstream returns (DO, CD).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The plain wire-format name, lower-cased.
+    pub name: Box<[u8]>,
+    pub qtype: u16,
+    pub qclass: u16,
+    pub dnssec_ok: bool,
+    pub checking_disabled: bool,
+}
+
+/// A query that passed validation.
+#[derive(Debug, Clone)]
+pub struct ClientQuery {
+    pub id: u16,
+    pub recursion_desired: bool,
+    pub checking_disabled: bool,
+    pub authentic_data: bool,
+    /// QNAME, QTYPE and QCLASS exactly as the client sent them, letter case included.
+    pub question: Box<[u8]>,
+    pub key: Key,
+    /// The client's EDNS, if it sent an OPT record.
+    pub edns: Option<OptInfo>,
+}
+
+/// A query that is not resolved: either dropped silently or answered at once.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejected {
+    Drop,
+    Reply(Vec<u8>),
+}
+
+impl ClientQuery {
+    pub fn parse(bytes: &[u8]) -> Result<ClientQuery, Rejected> {
+        let Some(header) = Header::parse(bytes) else {
+            return Err(Rejected::Drop);
+        };
+        if header.is_response() {
+            return Err(Rejected::Drop);
+        }
+        if header.opcode() != OPCODE_QUERY {
+            return Err(Rejected::Reply(response::header_only(
+                &header,
+                rcode::NOTIMP,
+            )));
+        }
+        let formerr = || Rejected::Reply(response::header_only(&header, rcode::FORMERR));
+        if header.qdcount != 1 {
+            return Err(formerr());
+        }
+        // hickory-proto checks the whole message (names, counts, record data, a
+        // single OPT per RFC 6891 §6.1.1); the raw walk below only locates bytes.
+        let Ok(message) = Message::from_vec(bytes) else {
+            return Err(formerr());
+        };
+        let Ok(span) = wire::question_span(bytes) else {
+            return Err(formerr());
+        };
+        let edns = message.edns.as_ref().map(|edns| OptInfo {
+            payload: edns.max_payload(),
+            version: edns.version(),
+            dnssec_ok: edns.flags().dnssec_ok,
+        });
+        let question: Box<[u8]> = bytes[HEADER_LEN..span.end].into();
+        let mut name = Vec::with_capacity(span.name_end - HEADER_LEN);
+        wire::lowercase_into(&bytes[HEADER_LEN..span.name_end], &mut name);
+        let query = ClientQuery {
+            id: header.id,
+            recursion_desired: header.has(FLAG_RD),
+            checking_disabled: header.has(FLAG_CD),
+            authentic_data: header.has(FLAG_AD),
+            question,
+            key: Key {
+                name: name.into_boxed_slice(),
+                qtype: span.qtype,
+                qclass: span.qclass,
+                dnssec_ok: edns.is_some_and(|e| e.dnssec_ok),
+                checking_disabled: header.has(FLAG_CD),
+            },
+            edns,
+        };
+        // RFC 6891 §6.1.3: a version we do not implement gets BADVERS with our version (0).
+        if edns.is_some_and(|e| e.version > 0) {
+            return Err(Rejected::Reply(response::synthesized(
+                &query,
+                rcode::NOERROR,
+                rcode::BADVERS_HIGH,
+                None,
+            )));
+        }
+        Ok(query)
+    }
+
+    /// The plain wire name as the client wrote it.
+    pub fn qname(&self) -> &[u8] {
+        &self.question[..self.question.len() - 4]
+    }
+
+    /// The largest UDP response this client accepts: 512 without EDNS (RFC 1035
+    /// §4.2.1), else its advertised size, never below 512 (RFC 6891 §6.2.5) and
+    /// never above the 1232 we use to avoid fragmentation.
+    pub fn udp_limit(&self) -> usize {
+        match self.edns {
+            None => wire::CLASSIC_UDP_PAYLOAD,
+            Some(edns) => usize::from(edns.payload)
+                .clamp(wire::CLASSIC_UDP_PAYLOAD, usize::from(wire::EDNS_PAYLOAD)),
+        }
+    }
+}
