@@ -224,3 +224,105 @@ impl Layout {
         })
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    use hickory_proto::op::{Edns, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RData, Record, RecordType, rdata::A};
+
+    use super::*;
+
+    /// An upstream reply for `name` A with one address per TTL in `ttls`,
+    /// carrying an OPT record as real upstreams do.
+    pub(crate) fn upstream_reply(id: u16, name: &str, ttls: &[u32]) -> Vec<u8> {
+        let owner = Name::from_ascii(name).expect("valid test name");
+        let mut message = Message::new(id, MessageType::Response, OpCode::Query);
+        message.metadata.recursion_available = true;
+        message.add_query(Query::query(owner.clone(), RecordType::A));
+        for (i, &ttl) in ttls.iter().enumerate() {
+            let address = Ipv4Addr::new(192, 0, 2, i as u8 + 1);
+            message.add_answer(Record::from_rdata(owner.clone(), ttl, RData::A(A(address))));
+        }
+        message.set_edns(Edns::new());
+        message.to_vec().expect("encodes")
+    }
+
+    pub(crate) fn client_query(name: &str, edns: bool) -> ClientQuery {
+        let mut message = Message::new(0x1234, MessageType::Query, OpCode::Query);
+        message.metadata.recursion_desired = true;
+        message.add_query(Query::query(Name::from_ascii(name).expect("valid"), RecordType::A));
+        if edns {
+            message.set_edns(Edns::new());
+        }
+        ClientQuery::parse(&message.to_vec().expect("encodes")).expect("valid query")
+    }
+
+    fn ttls_of(bytes: &[u8]) -> Vec<u32> {
+        let message = Message::from_vec(bytes).expect("renders a valid message");
+        message.answers.iter().map(|r| r.ttl).collect()
+    }
+
+    const POLICY: TtlPolicy = TtlPolicy { min: 0, max: 86_400 };
+
+    #[tokio::test(start_paused = true)]
+    async fn render_patches_id_case_and_counts_ttls_down() {
+        let answer = Answer::from_upstream(&upstream_reply(7, "www.example.test.", &[300, 60]), Instant::now())
+            .expect("valid reply");
+        assert_eq!(answer.cache_ttl(&POLICY), Some(60));
+        tokio::time::advance(Duration::from_secs(42)).await;
+        let query = client_query("WwW.Example.TEST.", false);
+        let out = answer.render(&query, Instant::now(), &POLICY, 512);
+        let message = Message::from_vec(&out).expect("valid");
+        assert_eq!(message.metadata.id, 0x1234);
+        assert!(message.metadata.recursion_available && message.metadata.recursion_desired);
+        assert_eq!(&out[HEADER_LEN..HEADER_LEN + query.question.len()], &query.question[..]);
+        assert_eq!(ttls_of(&out), vec![258, 18]);
+        // No EDNS from the client, none back (the upstream's OPT was stripped).
+        assert!(message.edns.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ttls_are_clamped_and_never_negative() {
+        let answer = Answer::from_upstream(&upstream_reply(7, "a.test.", &[5, 100_000]), Instant::now())
+            .expect("valid reply");
+        let policy = TtlPolicy { min: 30, max: 3600 };
+        assert_eq!(answer.cache_ttl(&policy), Some(30));
+        let query = client_query("a.test.", true);
+        assert_eq!(ttls_of(&answer.render(&query, Instant::now(), &policy, 4096)), vec![30, 3600]);
+        tokio::time::advance(Duration::from_secs(40)).await;
+        assert_eq!(ttls_of(&answer.render(&query, Instant::now(), &policy, 4096)), vec![0, 3560]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn oversized_udp_render_is_truncated() {
+        let ttls = vec![300; 40];
+        let answer = Answer::from_upstream(&upstream_reply(7, "big.test.", &ttls), Instant::now())
+            .expect("valid reply");
+        let query = client_query("big.test.", false);
+        let out = answer.render(&query, Instant::now(), &POLICY, 512);
+        let message = Message::from_vec(&out).expect("valid");
+        assert!(message.metadata.truncation);
+        assert!(message.answers.is_empty());
+        let whole = answer.render(&query, Instant::now(), &POLICY, 65_535);
+        assert_eq!(ttls_of(&whole).len(), 40);
+    }
+
+    #[test]
+    fn only_positive_complete_answers_are_cacheable() {
+        let now = Instant::now();
+        let mut reply = upstream_reply(7, "a.test.", &[]);
+        let empty = Answer::from_upstream(&reply, now).expect("valid");
+        assert_eq!(empty.cache_ttl(&POLICY), None);
+        reply = upstream_reply(7, "a.test.", &[300]);
+        reply[3] |= 2; // SERVFAIL
+        assert_eq!(Answer::from_upstream(&reply, now).expect("valid").cache_ttl(&POLICY), None);
+        reply = upstream_reply(7, "a.test.", &[300]);
+        reply[2] |= 0x02; // TC
+        assert_eq!(Answer::from_upstream(&reply, now).expect("valid").cache_ttl(&POLICY), None);
+        let zero = Answer::from_upstream(&upstream_reply(7, "a.test.", &[0]), now).expect("valid");
+        assert_eq!(zero.cache_ttl(&POLICY), None);
+    }
+}

@@ -88,3 +88,51 @@ impl Cache {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::answer::tests::{client_query, upstream_reply};
+
+    fn cache(capacity: usize) -> Cache {
+        Cache::new(
+            NonZeroUsize::new(capacity).expect("non-zero"),
+            TtlPolicy { min: 0, max: 86_400 },
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    fn prepared(name: &str, ttl: u32) -> (Key, Arc<Answer>) {
+        let answer = Answer::from_upstream(&upstream_reply(1, name, &[ttl]), Instant::now()).expect("valid");
+        (client_query(name, false).key, Arc::new(answer))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entry_expires_after_its_ttl() {
+        let cache = cache(10);
+        let (key, answer) = prepared("a.test.", 60);
+        cache.insert(key.clone(), answer);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(cache.get(&key, Instant::now()).is_some());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(cache.get(&key, Instant::now()).is_none());
+        assert!(cache.is_empty(), "an expired entry is removed on sight");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn least_recently_used_is_evicted_at_the_bound() {
+        let cache = cache(2);
+        let (a, answer_a) = prepared("a.test.", 60);
+        let (b, answer_b) = prepared("b.test.", 60);
+        let (c, answer_c) = prepared("c.test.", 60);
+        cache.insert(a.clone(), answer_a);
+        cache.insert(b.clone(), answer_b);
+        assert!(cache.get(&a, Instant::now()).is_some()); // a is now more recent than b
+        cache.insert(c.clone(), answer_c);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get(&b, Instant::now()).is_none());
+        assert!(cache.get(&a, Instant::now()).is_some());
+        assert!(cache.get(&c, Instant::now()).is_some());
+        assert_eq!(cache.metrics.cache_evictions.get(), 1);
+    }
+}

@@ -1,0 +1,67 @@
+//! Starting punctual in-process for a test: on 127.0.0.1 port 0, pointed at a
+//! fake upstream, with short deadlines so the suite stays fast.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use punctual::config::Config;
+use punctual::{Server, Stats};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The deadline tests use unless they set their own.
+pub const TEST_DEADLINE: Duration = Duration::from_millis(300);
+
+pub struct TestServer {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub stats: Stats,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+/// A config for tests: listen on 127.0.0.1:0, ask `upstreams`, 300 ms deadline.
+pub fn test_config(upstreams: &[SocketAddr]) -> Config {
+    let mut config = Config::default();
+    config.listen.addresses = vec!["127.0.0.1:0".parse().expect("valid address")];
+    config.upstream.servers = upstreams.to_vec();
+    config.limits.deadline = TEST_DEADLINE;
+    config.limits.attempt_timeout = Duration::from_millis(100);
+    config
+}
+
+pub async fn start(upstream: SocketAddr) -> TestServer {
+    start_with(test_config(&[upstream])).await
+}
+
+pub async fn start_with(config: Config) -> TestServer {
+    let server = Server::bind(&config).expect("punctual binds");
+    let udp = server.udp_addrs()[0];
+    let tcp = server.tcp_addrs()[0];
+    let stats = server.stats();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    TestServer {
+        udp,
+        tcp,
+        stats,
+        shutdown,
+        task: Some(task),
+    }
+}
+
+impl TestServer {
+    /// Shuts down and waits for the server to finish.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task ends cleanly");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
