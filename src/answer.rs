@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::query::ClientQuery;
 use crate::response;
-use crate::wire::{self, FLAG_AD, FLAG_TC, Header, HEADER_LEN, RecordSpan, WireError};
+use crate::wire::{self, FLAG_AD, FLAG_TC, HEADER_LEN, Header, RecordSpan, WireError};
 
 #[derive(Debug, Error)]
 pub enum AnswerError {
@@ -81,8 +81,8 @@ impl Answer {
             // Elsewhere, removing it could move names that later pointers
             // reference, so re-encode without it.
             Some(_) => {
-                let mut message = Message::from_vec(bytes)
-                    .map_err(|e| AnswerError::Decode(e.to_string()))?;
+                let mut message =
+                    Message::from_vec(bytes).map_err(|e| AnswerError::Decode(e.to_string()))?;
                 message.edns = None;
                 message
                     .to_vec()
@@ -98,9 +98,10 @@ impl Answer {
                 .iter()
                 .map(|r| (r.ttl_at, wire::read_u32(&wire, r.ttl_at).unwrap_or(0)))
                 .collect(),
-            answers_question: layout.answer_types.iter().any(|&t| {
-                t == question.qtype || question.qtype == wire::TYPE_CNAME
-            }),
+            answers_question: layout
+                .answer_types
+                .iter()
+                .any(|&t| t == question.qtype || question.qtype == wire::TYPE_CNAME),
             question_end: question.end,
             received,
             wire,
@@ -253,7 +254,10 @@ pub(crate) mod tests {
     pub(crate) fn client_query(name: &str, edns: bool) -> ClientQuery {
         let mut message = Message::new(0x1234, MessageType::Query, OpCode::Query);
         message.metadata.recursion_desired = true;
-        message.add_query(Query::query(Name::from_ascii(name).expect("valid"), RecordType::A));
+        message.add_query(Query::query(
+            Name::from_ascii(name).expect("valid"),
+            RecordType::A,
+        ));
         if edns {
             message.set_edns(Edns::new());
         }
@@ -265,12 +269,18 @@ pub(crate) mod tests {
         message.answers.iter().map(|r| r.ttl).collect()
     }
 
-    const POLICY: TtlPolicy = TtlPolicy { min: 0, max: 86_400 };
+    const POLICY: TtlPolicy = TtlPolicy {
+        min: 0,
+        max: 86_400,
+    };
 
     #[tokio::test(start_paused = true)]
     async fn render_patches_id_case_and_counts_ttls_down() {
-        let answer = Answer::from_upstream(&upstream_reply(7, "www.example.test.", &[300, 60]), Instant::now())
-            .expect("valid reply");
+        let answer = Answer::from_upstream(
+            &upstream_reply(7, "www.example.test.", &[300, 60]),
+            Instant::now(),
+        )
+        .expect("valid reply");
         assert_eq!(answer.cache_ttl(&POLICY), Some(60));
         tokio::time::advance(Duration::from_secs(42)).await;
         let query = client_query("WwW.Example.TEST.", false);
@@ -278,7 +288,10 @@ pub(crate) mod tests {
         let message = Message::from_vec(&out).expect("valid");
         assert_eq!(message.metadata.id, 0x1234);
         assert!(message.metadata.recursion_available && message.metadata.recursion_desired);
-        assert_eq!(&out[HEADER_LEN..HEADER_LEN + query.question.len()], &query.question[..]);
+        assert_eq!(
+            &out[HEADER_LEN..HEADER_LEN + query.question.len()],
+            &query.question[..]
+        );
         assert_eq!(ttls_of(&out), vec![258, 18]);
         // No EDNS from the client, none back (the upstream's OPT was stripped).
         assert!(message.edns.is_none());
@@ -286,14 +299,21 @@ pub(crate) mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn ttls_are_clamped_and_never_negative() {
-        let answer = Answer::from_upstream(&upstream_reply(7, "a.test.", &[5, 100_000]), Instant::now())
-            .expect("valid reply");
+        let answer =
+            Answer::from_upstream(&upstream_reply(7, "a.test.", &[5, 100_000]), Instant::now())
+                .expect("valid reply");
         let policy = TtlPolicy { min: 30, max: 3600 };
         assert_eq!(answer.cache_ttl(&policy), Some(30));
         let query = client_query("a.test.", true);
-        assert_eq!(ttls_of(&answer.render(&query, Instant::now(), &policy, 4096)), vec![30, 3600]);
+        assert_eq!(
+            ttls_of(&answer.render(&query, Instant::now(), &policy, 4096)),
+            vec![30, 3600]
+        );
         tokio::time::advance(Duration::from_secs(40)).await;
-        assert_eq!(ttls_of(&answer.render(&query, Instant::now(), &policy, 4096)), vec![0, 3560]);
+        assert_eq!(
+            ttls_of(&answer.render(&query, Instant::now(), &policy, 4096)),
+            vec![0, 3560]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -318,10 +338,20 @@ pub(crate) mod tests {
         assert_eq!(empty.cache_ttl(&POLICY), None);
         reply = upstream_reply(7, "a.test.", &[300]);
         reply[3] |= 2; // SERVFAIL
-        assert_eq!(Answer::from_upstream(&reply, now).expect("valid").cache_ttl(&POLICY), None);
+        assert_eq!(
+            Answer::from_upstream(&reply, now)
+                .expect("valid")
+                .cache_ttl(&POLICY),
+            None
+        );
         reply = upstream_reply(7, "a.test.", &[300]);
         reply[2] |= 0x02; // TC
-        assert_eq!(Answer::from_upstream(&reply, now).expect("valid").cache_ttl(&POLICY), None);
+        assert_eq!(
+            Answer::from_upstream(&reply, now)
+                .expect("valid")
+                .cache_ttl(&POLICY),
+            None
+        );
         let zero = Answer::from_upstream(&upstream_reply(7, "a.test.", &[0]), now).expect("valid");
         assert_eq!(zero.cache_ttl(&POLICY), None);
     }

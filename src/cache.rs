@@ -85,7 +85,9 @@ impl Cache {
     fn lock(&self) -> MutexGuard<'_, LruCache<Key, Entry>> {
         // A panic while holding this lock cannot leave the LRU half-updated in a
         // way that matters more than losing service, so keep serving.
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -97,13 +99,17 @@ mod tests {
     fn cache(capacity: usize) -> Cache {
         Cache::new(
             NonZeroUsize::new(capacity).expect("non-zero"),
-            TtlPolicy { min: 0, max: 86_400 },
+            TtlPolicy {
+                min: 0,
+                max: 86_400,
+            },
             Arc::new(Metrics::default()),
         )
     }
 
     fn prepared(name: &str, ttl: u32) -> (Key, Arc<Answer>) {
-        let answer = Answer::from_upstream(&upstream_reply(1, name, &[ttl]), Instant::now()).expect("valid");
+        let answer =
+            Answer::from_upstream(&upstream_reply(1, name, &[ttl]), Instant::now()).expect("valid");
         (client_query(name, false).key, Arc::new(answer))
     }
 

@@ -61,7 +61,11 @@ impl Resolver {
     pub fn new(upstream: Upstream, limits: ResolverLimits, metrics: Arc<Metrics>) -> Arc<Resolver> {
         Arc::new(Resolver {
             cache: Cache::new(limits.cache_entries, limits.ttl, Arc::clone(&metrics)),
-            inflight: Inflight::new(limits.max_inflight, limits.max_waiters, Arc::clone(&metrics)),
+            inflight: Inflight::new(
+                limits.max_inflight,
+                limits.max_waiters,
+                Arc::clone(&metrics),
+            ),
             upstream,
             metrics,
             deadline: limits.deadline,
@@ -86,7 +90,12 @@ impl Resolver {
 
     /// Handles one message that arrived at `arrival`; the query's deadline is
     /// `arrival + deadline`, fixed here and never extended.
-    pub fn handle(self: &Arc<Self>, bytes: &[u8], transport: Transport, arrival: Instant) -> Handled {
+    pub fn handle(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        transport: Transport,
+        arrival: Instant,
+    ) -> Handled {
         match transport {
             Transport::Udp => self.metrics.queries_udp.inc(),
             Transport::Tcp => self.metrics.queries_tcp.inc(),
@@ -128,7 +137,12 @@ impl Resolver {
 
     /// Runs one upstream lookup for the table. It stops early when its last
     /// waiter leaves; it can never outlive `deadline`.
-    async fn lookup(self: Arc<Self>, lookup: LookupHandle, question: Arc<Question>, deadline: Instant) {
+    async fn lookup(
+        self: Arc<Self>,
+        lookup: LookupHandle,
+        question: Arc<Question>,
+        deadline: Instant,
+    ) {
         let outcome: Outcome = tokio::select! {
             result = self.upstream.exchange(question, deadline) => result.map(Arc::new),
             () = lookup.cancelled() => return,
@@ -139,7 +153,13 @@ impl Resolver {
         lookup.complete(outcome);
     }
 
-    fn render(&self, answer: &Answer, query: &ClientQuery, transport: Transport, now: Instant) -> Vec<u8> {
+    fn render(
+        &self,
+        answer: &Answer,
+        query: &ClientQuery,
+        transport: Transport,
+        now: Instant,
+    ) -> Vec<u8> {
         let limit = match transport {
             Transport::Udp => query.udp_limit(),
             Transport::Tcp => usize::from(u16::MAX),

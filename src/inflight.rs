@@ -54,7 +54,10 @@ struct Lookup {
 /// The result of asking to wait for a key.
 pub enum Joined {
     /// No lookup was in flight: the caller must start one with `lookup`.
-    Leader { waiter: Waiter, lookup: LookupHandle },
+    Leader {
+        waiter: Waiter,
+        lookup: LookupHandle,
+    },
     /// Joined the lookup already in flight.
     Follower(Waiter),
     /// A limit was reached; answer "overloaded" now.
@@ -206,7 +209,9 @@ impl Inflight {
     fn lock(&self) -> MutexGuard<'_, Table> {
         // Every critical section leaves the table consistent before anything that
         // could panic, so a poisoned lock still guards valid state.
-        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -337,7 +342,13 @@ mod tests {
 
         assert_eq!(first.await.ok(), Some(Err(LookupError::Timeout)));
         assert_eq!(Instant::now() - start, Duration::from_millis(300));
-        assert_eq!(inflight.gauges(), InflightGauges { lookups: 1, waiters: 1 });
+        assert_eq!(
+            inflight.gauges(),
+            InflightGauges {
+                lookups: 1,
+                waiters: 1
+            }
+        );
         assert_eq!(metrics.abandoned_waiters.get(), 1);
 
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -346,7 +357,13 @@ mod tests {
             second.await.ok(),
             Some(Err(LookupError::Network(std::io::ErrorKind::Other)))
         );
-        assert_eq!(inflight.gauges(), InflightGauges { lookups: 0, waiters: 0 });
+        assert_eq!(
+            inflight.gauges(),
+            InflightGauges {
+                lookups: 0,
+                waiters: 0
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -355,7 +372,13 @@ mod tests {
         let (waiter, lookup) = leader(inflight.join(&key("a")));
         let deadline = Instant::now() + Duration::from_millis(300);
         assert_eq!(waiter.wait(deadline).await, Err(LookupError::Timeout));
-        assert_eq!(inflight.gauges(), InflightGauges { lookups: 0, waiters: 0 });
+        assert_eq!(
+            inflight.gauges(),
+            InflightGauges {
+                lookups: 0,
+                waiters: 0
+            }
+        );
         // The cancellation resolves at once: the task sees it and stops.
         lookup.cancelled().await;
         assert_eq!(metrics.lookups_cancelled.get(), 1);
@@ -363,7 +386,13 @@ mod tests {
         let (_waiter, _lookup) = leader(inflight.join(&key("a")));
         // The old handle completing late must not touch the new lookup.
         lookup.complete(Err(LookupError::Timeout));
-        assert_eq!(inflight.gauges(), InflightGauges { lookups: 1, waiters: 1 });
+        assert_eq!(
+            inflight.gauges(),
+            InflightGauges {
+                lookups: 1,
+                waiters: 1
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -373,7 +402,13 @@ mod tests {
         drop(lookup);
         let outcome = waiter.wait(Instant::now() + Duration::from_secs(5)).await;
         assert_eq!(outcome, Err(LookupError::Timeout));
-        assert_eq!(inflight.gauges(), InflightGauges { lookups: 0, waiters: 0 });
+        assert_eq!(
+            inflight.gauges(),
+            InflightGauges {
+                lookups: 0,
+                waiters: 0
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -385,7 +420,13 @@ mod tests {
         let (_w3, _l3) = leader(inflight.join(&key("b")));
         assert!(matches!(inflight.join(&key("c")), Joined::Overloaded));
         assert_eq!(metrics.overload_answers.get(), 2);
-        assert_eq!(inflight.gauges(), InflightGauges { lookups: 2, waiters: 3 });
+        assert_eq!(
+            inflight.gauges(),
+            InflightGauges {
+                lookups: 2,
+                waiters: 3
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -395,6 +436,12 @@ mod tests {
         let w2 = follower(inflight.join(&key("a")));
         assert_eq!(inflight.gauges().waiters, 2);
         drop(w2);
-        assert_eq!(inflight.gauges(), InflightGauges { lookups: 1, waiters: 1 });
+        assert_eq!(
+            inflight.gauges(),
+            InflightGauges {
+                lookups: 1,
+                waiters: 1
+            }
+        );
     }
 }

@@ -13,7 +13,7 @@
 //! - [`answer`]: an upstream reply prepared once, rendered per client by patching.
 //! - [`wire`]: the few audited helpers that touch raw DNS bytes.
 //! - [`error`]: lookup failures and the RCODE/EDE each maps to.
-//! - [`metrics`]: counters.
+//! - [`metrics`]: the counters operators and tests read.
 //!
 //! [`Server::bind`] then [`Server::run`] is the whole daemon; `main.rs` only adds
 //! the command line, logging and signals.
@@ -127,7 +127,10 @@ impl Server {
             .await
             .is_err()
         {
-            tracing::warn!(remaining = tasks.len(), "shutdown grace period over; exiting");
+            tracing::warn!(
+                remaining = tasks.len(),
+                "shutdown grace period over; exiting"
+            );
         }
     }
 }

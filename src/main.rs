@@ -3,15 +3,13 @@
 //! Bad usage or a bad config exits 64 (EX_USAGE) with one clear line.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use punctual::Server;
-use punctual::config::{Config, ConfigError};
+use punctual::config::{Config, ConfigError, value};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -22,7 +20,11 @@ const DEFAULT_CONFIG: &str = "/etc/punctual/punctual.toml";
 const EXIT_USAGE: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "punctual", version, about = "A local caching stub DNS resolver that answers every query before its deadline")]
+#[command(
+    name = "punctual",
+    version,
+    about = "A local caching stub DNS resolver that answers every query before its deadline"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -93,9 +95,9 @@ fn main() -> ExitCode {
             log_level,
         } => {
             init_logging(&log_level);
-            let config = match load(&config)
-                .and_then(|(config, _)| apply_flags(config, &listen, &upstream, deadline.as_deref()))
-            {
+            let config = match load(&config).and_then(|(config, _)| {
+                apply_flags(config, &listen, &upstream, deadline.as_deref())
+            }) {
                 Ok(config) => config,
                 Err(error) => return usage_failure(&error),
             };
@@ -120,9 +122,10 @@ fn usage_failure(error: &ConfigError) -> ExitCode {
 fn load(args: &ConfigArgs) -> Result<(Config, String), ConfigError> {
     match &args.config {
         Some(path) => Ok((Config::load(path)?, path.display().to_string())),
-        None if Path::new(DEFAULT_CONFIG).exists() => {
-            Ok((Config::load(Path::new(DEFAULT_CONFIG))?, DEFAULT_CONFIG.to_string()))
-        }
+        None if Path::new(DEFAULT_CONFIG).exists() => Ok((
+            Config::load(Path::new(DEFAULT_CONFIG))?,
+            DEFAULT_CONFIG.to_string(),
+        )),
         None => Ok((Config::default(), "built-in defaults".to_string())),
     }
 }
@@ -142,8 +145,8 @@ fn apply_flags(
         config.listen.addresses = listen
             .iter()
             .map(|text| {
-                text.parse::<SocketAddr>()
-                    .map_err(|e| flag_error("--listen", text, e.to_string()))
+                value::parse_socket_addr(text)
+                    .map_err(|reason| flag_error("--listen", text, reason))
             })
             .collect::<Result<_, _>>()?;
     }
@@ -151,14 +154,14 @@ fn apply_flags(
         config.upstream.servers = upstream
             .iter()
             .map(|text| {
-                punctual::config::value::parse_socket_addr(text)
+                value::parse_socket_addr(text)
                     .map_err(|reason| flag_error("--upstream", text, reason))
             })
             .collect::<Result<_, _>>()?;
     }
     if let Some(text) = deadline {
-        let parsed: Duration = humantime::parse_duration(text)
-            .map_err(|e| flag_error("--deadline", text, e.to_string()))?;
+        let parsed =
+            value::parse_duration(text).map_err(|reason| flag_error("--deadline", text, reason))?;
         config.limits.deadline = parsed;
         // Keep the first retransmit inside a deadline shortened on the command line.
         config.limits.attempt_timeout = config.limits.attempt_timeout.min(parsed);

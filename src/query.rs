@@ -10,7 +10,7 @@
 use hickory_proto::op::Message;
 
 use crate::response;
-use crate::wire::{self, FLAG_AD, FLAG_CD, FLAG_RD, Header, HEADER_LEN, OptInfo};
+use crate::wire::{self, FLAG_AD, FLAG_CD, FLAG_RD, HEADER_LEN, Header, OptInfo};
 
 /// RCODE values we synthesize (RFC 1035 §4.1.1, RFC 6891 §9).
 pub mod rcode {

@@ -348,7 +348,10 @@ mod tests {
 
     #[test]
     fn skip_name_rejects_garbage() {
-        assert_eq!(skip_name(&[3, b'a'], 0), Err(WireError::Truncated("a name")));
+        assert_eq!(
+            skip_name(&[3, b'a'], 0),
+            Err(WireError::Truncated("a name"))
+        );
         assert_eq!(skip_name(&[0x40], 0), Err(WireError::BadLabel(0x40)));
         assert_eq!(
             skip_name(&[0xc0], 0),

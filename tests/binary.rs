@@ -8,7 +8,9 @@ use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use common::client::{QueryOpts, query_udp};
 use common::upstream::FakeUpstream;
@@ -22,8 +24,19 @@ async fn binary_serves_and_exits_cleanly_on_sigterm() {
     let upstream = FakeUpstream::start("127.0.0.34".parse::<IpAddr>().expect("ip")).await;
     upstream.add_a("bin.test", "192.0.2.7", 60);
     let mut child = Command::new(BIN)
-        .args(["run", "--config", SHIPPED_CONFIG, "--listen", "127.0.0.33:0"])
-        .args(["--upstream", &upstream.addr().to_string(), "--deadline", "500ms"])
+        .args([
+            "run",
+            "--config",
+            SHIPPED_CONFIG,
+            "--listen",
+            "127.0.0.33:0",
+        ])
+        .args([
+            "--upstream",
+            &upstream.addr().to_string(),
+            "--deadline",
+            "500ms",
+        ])
         .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
         .spawn()
@@ -41,13 +54,25 @@ async fn binary_serves_and_exits_cleanly_on_sigterm() {
     assert_eq!(addr.ip().to_string(), "127.0.0.33");
     assert_ne!(addr.port(), 0);
 
-    let reply = query_udp(addr, "bin.test", RecordType::A, &QueryOpts::default(), Duration::from_secs(2))
-        .await
-        .expect("an answer");
+    let reply = query_udp(
+        addr,
+        "bin.test",
+        RecordType::A,
+        &QueryOpts::default(),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("an answer");
     assert_eq!(reply.message.answers.len(), 1);
 
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -95,8 +120,14 @@ fn check_accepts_the_shipped_config_and_rejects_a_bad_one_with_64() {
     let _ = std::fs::remove_file(&path);
     assert_eq!(bad.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(stderr.starts_with(&format!("{}:3:", path.display())), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("{}:3:", path.display())),
+        "{stderr}"
+    );
 
-    let usage = Command::new(BIN).args(["run", "--no-such-flag"]).output().expect("run");
+    let usage = Command::new(BIN)
+        .args(["run", "--no-such-flag"])
+        .output()
+        .expect("run");
     assert_eq!(usage.status.code(), Some(64));
 }

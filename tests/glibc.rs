@@ -8,7 +8,9 @@ mod common;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use common::punctual::{TEST_DEADLINE, start_with, test_config};
 use common::upstream::{Behavior, FakeUpstream};
@@ -22,7 +24,12 @@ fn can_run() -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
     let tools = ["unshare", "getent", "mount", "timeout"]
         .iter()
-        .all(|tool| Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success()));
+        .all(|tool| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
     if root && tools {
         return true;
     }
@@ -37,13 +44,18 @@ fn can_run() -> bool {
 /// Runs `getent ahosts NAME` with glibc pointed at punctual only.
 /// Returns (exit code, stdout, elapsed).
 fn getent_ahosts(name: &str) -> (Option<i32>, String, Duration) {
-    let dir: PathBuf = std::env::temp_dir().join(format!("punctual-glibc-{}-{name}", std::process::id()));
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("punctual-glibc-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let resolv = dir.join("resolv.conf");
     let nsswitch = dir.join("nsswitch.conf");
     // glibc's defaults written out: 5 s per try, 2 attempts. Alone against a
     // silent server it would wait 10 s.
-    std::fs::write(&resolv, format!("nameserver {PUNCTUAL_IP}\noptions timeout:5 attempts:2\n")).expect("write resolv.conf");
+    std::fs::write(
+        &resolv,
+        format!("nameserver {PUNCTUAL_IP}\noptions timeout:5 attempts:2\n"),
+    )
+    .expect("write resolv.conf");
     std::fs::write(&nsswitch, "hosts: files dns\n").expect("write nsswitch.conf");
     let script = format!(
         "mount --bind {} /etc/resolv.conf && mount --bind {} /etc/nsswitch.conf && exec getent ahosts {name}",
@@ -52,7 +64,16 @@ fn getent_ahosts(name: &str) -> (Option<i32>, String, Duration) {
     );
     let start = Instant::now();
     let output = Command::new("timeout")
-        .args(["20", "unshare", "-m", "--propagation", "private", "sh", "-c", &script])
+        .args([
+            "20",
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ])
         .output()
         .expect("run unshare");
     let elapsed = start.elapsed();
@@ -76,13 +97,17 @@ async fn getent_gets_the_upstream_addresses_and_fails_fast_when_it_hangs() {
     config.listen.addresses = vec![format!("{PUNCTUAL_IP}:53").parse().expect("addr")];
     let server = start_with(config).await;
 
-    let (code, stdout, _) = tokio::task::spawn_blocking(|| getent_ahosts("svc.glibc.test")).await.expect("join");
+    let (code, stdout, _) = tokio::task::spawn_blocking(|| getent_ahosts("svc.glibc.test"))
+        .await
+        .expect("join");
     assert_eq!(code, Some(0), "getent failed: {stdout}");
     assert!(stdout.contains("192.0.2.10"), "{stdout}");
     assert!(stdout.contains("2001:db8::10"), "{stdout}");
 
     upstream.set_behavior(Behavior::Hang);
-    let (code, stdout, elapsed) = tokio::task::spawn_blocking(|| getent_ahosts("hung.glibc.test")).await.expect("join");
+    let (code, stdout, elapsed) = tokio::task::spawn_blocking(|| getent_ahosts("hung.glibc.test"))
+        .await
+        .expect("join");
     // getent exits 2 when the name is not found (EAI_AGAIN included).
     assert_eq!(code, Some(2), "expected a failure, got: {stdout}");
     // glibc answers a SERVFAIL by retrying the A/AAAA pair once: two deadlines.

@@ -4,7 +4,7 @@ use tokio::time::Instant;
 
 use crate::answer::Answer;
 use crate::query::Key;
-use crate::wire::{self, FLAG_CD, FLAG_RD, Header, HEADER_LEN};
+use crate::wire::{self, FLAG_CD, FLAG_RD, HEADER_LEN, Header};
 
 /// What to ask an upstream: one question, with the DO and CD bits of the clients
 /// that asked it (they are part of the coalescing key, so all agree).
@@ -55,8 +55,7 @@ impl Question {
     /// well-formed throughout. Anything else is to be ignored while we keep waiting.
     pub fn accept(&self, reply: &[u8], id: u16, received: Instant) -> Option<Answer> {
         let header = Header::parse(reply)?;
-        if header.id != id || !header.is_response() || header.opcode() != 0 || header.qdcount != 1
-        {
+        if header.id != id || !header.is_response() || header.opcode() != 0 || header.qdcount != 1 {
             return None;
         }
         let span = wire::question_span(reply).ok()?;

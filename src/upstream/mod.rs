@@ -37,7 +37,11 @@ pub struct Upstream {
 
 impl Upstream {
     /// `servers` must not be empty (configuration validation guarantees it).
-    pub fn new(servers: Vec<SocketAddr>, attempt_timeout: Duration, metrics: Arc<Metrics>) -> Upstream {
+    pub fn new(
+        servers: Vec<SocketAddr>,
+        attempt_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Upstream {
         Upstream {
             servers,
             attempt_timeout,
@@ -50,7 +54,11 @@ impl Upstream {
     }
 
     /// Resolves `question`, returning by `deadline` whatever happens upstream.
-    pub async fn exchange(&self, question: Arc<Question>, deadline: Instant) -> Result<Answer, LookupError> {
+    pub async fn exchange(
+        &self,
+        question: Arc<Question>,
+        deadline: Instant,
+    ) -> Result<Answer, LookupError> {
         let result = match timeout_at(deadline, self.exchange_until_answer(question)).await {
             Ok(result) => result,
             Err(_) => Err(LookupError::Timeout),
@@ -76,7 +84,11 @@ impl Upstream {
         let mut next_send = Instant::now();
         loop {
             if Instant::now() >= next_send {
-                let server = self.servers.get(attempts % self.servers.len()).copied().unwrap_or(first);
+                let server = self
+                    .servers
+                    .get(attempts % self.servers.len())
+                    .copied()
+                    .unwrap_or(first);
                 attempts += 1;
                 next_send = Instant::now() + wait;
                 wait = wait.saturating_mul(2);
@@ -85,7 +97,9 @@ impl Upstream {
                         self.metrics.upstream_queries.inc();
                         let question = Arc::clone(&question);
                         let metrics = Arc::clone(&self.metrics);
-                        pending.push(async move { (server, attempt.receive(question, metrics).await) });
+                        pending.push(
+                            async move { (server, attempt.receive(question, metrics).await) },
+                        );
                     }
                     Err(error) => {
                         failures += 1;

@@ -25,7 +25,10 @@ pub async fn exchange(
     let id: u16 = rand::random();
     wire::write_u16(&mut query, 0, id);
     let Ok(len) = u16::try_from(query.len()) else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "query too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "query too long",
+        ));
     };
     let mut framed = Vec::with_capacity(query.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());

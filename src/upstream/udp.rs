@@ -44,7 +44,11 @@ impl Attempt {
     /// Waits for a reply that `question` accepts; mismatches are counted and
     /// ignored. Ends only with an answer or an I/O error: the caller's deadline
     /// bounds it.
-    pub async fn receive(self, question: Arc<Question>, metrics: Arc<Metrics>) -> io::Result<Answer> {
+    pub async fn receive(
+        self,
+        question: Arc<Question>,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Answer> {
         let mut buffer = vec![0u8; REPLY_BUFFER];
         loop {
             let len = self.socket.recv(&mut buffer).await?;

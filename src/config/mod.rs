@@ -1,0 +1,504 @@
+//! The configuration tree: named defaults, parsing a TOML file into typed values,
+//! cross-field validation, and errors that name the file and line to fix. The rest of
+//! the daemon reads a validated [`Config`] and never sees TOML.
+//!
+//! Every section and key is optional; an unknown section or key is an error (a typo
+//! must not silently fall back to a default). Typed values are parsed during
+//! deserialization so toml's spans give each bad value its line; rules that relate
+//! several keys live in [`Config::validate`], which main calls again after command-line
+//! flags have overridden fields.
+
+mod location;
+pub mod value;
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    ops::Range,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use toml::de::DeTable;
+
+use crate::resolv_conf;
+use value::DNS_PORT;
+
+/// A deadline longer than this is a typo (a unit missing or wrong), not a wish: a stub
+/// resolver's clients give up after a few seconds anyway.
+const MAX_DEADLINE: Duration = Duration::from_secs(60 * 60);
+
+/// The whole configuration. Build one in code with `Config::default()` and assign
+/// fields; one loaded from a file also remembers the file and the line of every key
+/// so that [`Config::validate`] can point at them.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: ListenConfig,
+    pub upstream: UpstreamConfig,
+    pub limits: LimitsConfig,
+    pub cache: CacheConfig,
+    #[serde(skip)]
+    origin: Origin,
+}
+
+/// `[listen]`: where punctual answers queries.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    /// UDP and TCP sockets to serve on. Default `127.0.0.1:53` and `[::1]:53`.
+    #[serde(deserialize_with = "value::socket_addrs")]
+    pub addresses: Vec<SocketAddr>,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            addresses: vec![
+                SocketAddr::from((Ipv4Addr::LOCALHOST, DNS_PORT)),
+                SocketAddr::from((Ipv6Addr::LOCALHOST, DNS_PORT)),
+            ],
+        }
+    }
+}
+
+/// `[upstream]`: the recursive resolvers punctual forwards to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Upstream resolvers; an address without a port means port 53. Default empty,
+    /// meaning "the nameservers of `resolv_conf`".
+    #[serde(deserialize_with = "value::socket_addrs")]
+    pub servers: Vec<SocketAddr>,
+    /// Read for nameservers when `servers` is empty. Default `/etc/resolv.conf`.
+    pub resolv_conf: PathBuf,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            servers: Vec::new(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        }
+    }
+}
+
+/// `[limits]`: deadlines and the bounds that make overload shed instead of pile up.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Time from receiving a client query to answering it, whatever happens. Default 2s.
+    #[serde(deserialize_with = "value::duration")]
+    pub deadline: Duration,
+    /// Time one upstream attempt may take before the next is tried. Default 400ms.
+    #[serde(deserialize_with = "value::duration")]
+    pub attempt_timeout: Duration,
+    /// Distinct upstream lookups in flight at once. Default 10000.
+    #[serde(deserialize_with = "value::count")]
+    pub max_inflight: usize,
+    /// Clients waiting on one in-flight lookup. Default 1024.
+    #[serde(deserialize_with = "value::count")]
+    pub max_waiters: usize,
+    /// Requested UDP receive buffer in bytes (`SO_RCVBUF`). Default 4 MiB.
+    #[serde(deserialize_with = "value::size")]
+    pub udp_recv_buffer: usize,
+    /// Concurrent client TCP connections. Default 512.
+    #[serde(deserialize_with = "value::count")]
+    pub tcp_max_connections: usize,
+    /// An idle client TCP connection is closed after this. Default 10s.
+    #[serde(deserialize_with = "value::duration")]
+    pub tcp_idle_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            deadline: Duration::from_secs(2),
+            attempt_timeout: Duration::from_millis(400),
+            max_inflight: 10_000,
+            max_waiters: 1_024,
+            udp_recv_buffer: 4 << 20,
+            tcp_max_connections: 512,
+            tcp_idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[cache]`: the answer cache.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Cached answers kept at most. Default 100000.
+    #[serde(deserialize_with = "value::count")]
+    pub entries: usize,
+    /// TTLs below this are raised to it. Default 0s (honour the record's TTL).
+    #[serde(deserialize_with = "value::duration")]
+    pub min_ttl: Duration,
+    /// TTLs above this are lowered to it. Default 1d.
+    #[serde(deserialize_with = "value::duration")]
+    pub max_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            entries: 100_000,
+            min_ttl: Duration::ZERO,
+            max_ttl: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// A configuration problem, with the file and line to fix when they are known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}", Location(.file, .line), .reason)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn in_file(file: &Path, line: Option<usize>, reason: String) -> Self {
+        ConfigError {
+            file: Some(file.to_path_buf()),
+            line,
+            reason,
+        }
+    }
+}
+
+/// Renders the "FILE:LINE: " or "FILE: " prefix of a [`ConfigError`].
+struct Location<'a>(&'a Option<PathBuf>, &'a Option<usize>);
+
+impl fmt::Display for Location<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0, self.1) {
+            (Some(file), Some(line)) => write!(formatter, "{}:{line}: ", file.display()),
+            (Some(file), None) => write!(formatter, "{}: ", file.display()),
+            (None, _) => Ok(()),
+        }
+    }
+}
+
+/// Where a loaded Config came from. It takes no part in equality: a Config loaded from
+/// a file equals one built in code with the same values.
+#[derive(Clone, Default)]
+struct Origin(Option<Box<Source>>);
+
+#[derive(Clone)]
+struct Source {
+    file: PathBuf,
+    /// The line of every key and array element ("upstream.servers[1]") in the file.
+    lines: BTreeMap<String, usize>,
+    /// The values as the file gave them, to tell whether a field was overridden since.
+    loaded: Config,
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, _: &Origin) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.0.as_ref().map(|source| &source.file);
+        formatter.debug_tuple("Origin").field(&file).finish()
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a file. Errors carry the file and line.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::in_file(path, None, format!("cannot read config: {error}"))
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parses text as if read from `origin` (used by load and by tests), then validates.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let at = |span: Option<Range<usize>>, reason: String| {
+            let line = span.map(|span| location::line_at(text, span.start));
+            ConfigError::in_file(origin, line, reason)
+        };
+        let root = DeTable::parse(text)
+            .map_err(|error| at(error.span(), format!("invalid TOML: {}", error.message())))?;
+        let index = location::Index::new(root.get_ref());
+        let mut config =
+            Config::deserialize(toml::de::Deserializer::from(root)).map_err(|error| {
+                let span = error.span();
+                let reason = match span.as_ref().and_then(|span| index.key_at(span.start)) {
+                    Some(key) => format!("{key}: {}", error.message()),
+                    None => error.message().to_owned(),
+                };
+                at(span, reason)
+            })?;
+        let loaded = config.clone();
+        config.origin = Origin(Some(Box::new(Source {
+            file: origin.to_path_buf(),
+            lines: index.lines(text),
+            loaded,
+        })));
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Cross-field rules; call again after CLI flags override fields. Must be callable
+    /// on a Config built in code.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_listen()?;
+        self.validate_upstream()?;
+        self.validate_limits()?;
+        self.validate_cache()
+    }
+
+    /// The upstream servers to use: `upstream.servers` if non-empty, else the
+    /// nameservers of `upstream.resolv_conf` (port 53), skipping with a warning any that
+    /// is one of our own listen addresses. Errors when no upstream is left or the file
+    /// cannot be read.
+    pub fn upstreams(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        if !self.upstream.servers.is_empty() {
+            return Ok(self.upstream.servers.clone());
+        }
+        let path = &self.upstream.resolv_conf;
+        let mut usable: Vec<SocketAddr> = Vec::new();
+        let mut ourselves: Vec<SocketAddr> = Vec::new();
+        for (line, nameserver) in resolv_conf::read_nameservers(path)? {
+            if let Some(listen) = self.own_listener(nameserver) {
+                // The usual case: resolv.conf points at 127.0.0.1 because punctual is
+                // the system resolver. Forwarding there would loop until the deadline.
+                tracing::warn!(
+                    file = %path.display(), line, %nameserver, %listen,
+                    "skipping resolv.conf nameserver: it is punctual itself"
+                );
+                ourselves.push(nameserver);
+            } else if !usable.contains(&nameserver) {
+                usable.push(nameserver);
+            }
+        }
+        if !usable.is_empty() {
+            return Ok(usable);
+        }
+        let reason = if ourselves.is_empty() {
+            "names no usable nameserver and [upstream] servers is empty, so punctual has no \
+             upstream; set [upstream] servers in the punctual config"
+                .to_owned()
+        } else {
+            format!(
+                "names only punctual itself ({}), so forwarding would loop; set \
+                 [upstream] servers in the punctual config to the resolvers to ask",
+                join(&ourselves)
+            )
+        };
+        Err(ConfigError::in_file(path, None, reason))
+    }
+
+    fn validate_listen(&self) -> Result<(), ConfigError> {
+        let addresses = &self.listen.addresses;
+        let same = self.unchanged(|config| &config.listen.addresses);
+        if addresses.is_empty() {
+            return Err(self.invalid(
+                &[("listen.addresses", same)],
+                "listen.addresses is empty; punctual needs an address to answer on".to_owned(),
+            ));
+        }
+        for (index, address) in addresses.iter().enumerate() {
+            if addresses[..index].contains(address) {
+                let key = format!("listen.addresses[{index}]");
+                return Err(
+                    self.invalid(&[(&key, same)], format!("{key}: {address} is listed twice"))
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_upstream(&self) -> Result<(), ConfigError> {
+        let same = self.unchanged(|config| &config.upstream.servers)
+            && self.unchanged(|config| &config.listen.addresses);
+        for (index, server) in self.upstream.servers.iter().enumerate() {
+            let key = format!("upstream.servers[{index}]");
+            let problem = if server.port() == 0 || server.ip().is_unspecified() {
+                Some(format!("{server} is not an address queries can be sent to"))
+            } else {
+                self.own_listener(*server).map(|listen| {
+                    format!(
+                        "{server} is punctual's own listen address {listen}; forwarding \
+                         there would send queries back to punctual itself"
+                    )
+                })
+            };
+            if let Some(problem) = problem {
+                return Err(self.invalid(&[(&key, same)], format!("{key}: {problem}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        let deadline = (
+            "limits.deadline",
+            self.unchanged(|config| &config.limits.deadline),
+        );
+        if limits.deadline.is_zero() || limits.deadline > MAX_DEADLINE {
+            return Err(self.invalid(
+                &[deadline],
+                format!(
+                    "limits.deadline must be more than 0s and at most {}, got {}",
+                    human(MAX_DEADLINE),
+                    human(limits.deadline)
+                ),
+            ));
+        }
+        let attempt = (
+            "limits.attempt_timeout",
+            self.unchanged(|config| &config.limits.attempt_timeout),
+        );
+        if limits.attempt_timeout.is_zero() || limits.attempt_timeout > limits.deadline {
+            return Err(self.invalid(
+                &[attempt, deadline],
+                format!(
+                    "limits.attempt_timeout must be more than 0s and at most limits.deadline \
+                     ({}), got {}",
+                    human(limits.deadline),
+                    human(limits.attempt_timeout)
+                ),
+            ));
+        }
+        let counts = [
+            (
+                "limits.max_inflight",
+                limits.max_inflight,
+                self.unchanged(|config| &config.limits.max_inflight),
+            ),
+            (
+                "limits.max_waiters",
+                limits.max_waiters,
+                self.unchanged(|config| &config.limits.max_waiters),
+            ),
+            (
+                "limits.tcp_max_connections",
+                limits.tcp_max_connections,
+                self.unchanged(|config| &config.limits.tcp_max_connections),
+            ),
+        ];
+        for (key, count, same) in counts {
+            if count == 0 {
+                return Err(self.invalid(&[(key, same)], format!("{key} must be at least 1")));
+            }
+        }
+        if limits.tcp_idle_timeout.is_zero() {
+            return Err(self.invalid(
+                &[(
+                    "limits.tcp_idle_timeout",
+                    self.unchanged(|config| &config.limits.tcp_idle_timeout),
+                )],
+                "limits.tcp_idle_timeout must be more than 0s".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_cache(&self) -> Result<(), ConfigError> {
+        let cache = &self.cache;
+        if cache.entries == 0 {
+            return Err(self.invalid(
+                &[(
+                    "cache.entries",
+                    self.unchanged(|config| &config.cache.entries),
+                )],
+                "cache.entries must be at least 1".to_owned(),
+            ));
+        }
+        if cache.min_ttl > cache.max_ttl {
+            return Err(self.invalid(
+                &[
+                    (
+                        "cache.min_ttl",
+                        self.unchanged(|config| &config.cache.min_ttl),
+                    ),
+                    (
+                        "cache.max_ttl",
+                        self.unchanged(|config| &config.cache.max_ttl),
+                    ),
+                ],
+                format!(
+                    "cache.min_ttl ({}) must not be more than cache.max_ttl ({})",
+                    human(cache.min_ttl),
+                    human(cache.max_ttl)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The listen address that would receive queries sent to `upstream`, if any: the
+    /// exact address, or a wildcard listener on the same port when `upstream` is a
+    /// loopback address. `::` counts for IPv4 loopback too (a dual-stack socket takes
+    /// both); `0.0.0.0` only for IPv4. Addresses of other local interfaces are not
+    /// detected: that would need the interface list.
+    fn own_listener(&self, upstream: SocketAddr) -> Option<SocketAddr> {
+        let target = upstream.ip().to_canonical();
+        self.listen.addresses.iter().copied().find(|listen| {
+            let wildcard_takes_it = match listen.ip().to_canonical() {
+                IpAddr::V4(ip) => ip.is_unspecified() && target.is_loopback() && target.is_ipv4(),
+                IpAddr::V6(ip) => ip.is_unspecified() && target.is_loopback(),
+            };
+            listen.port() == upstream.port()
+                && (listen.ip().to_canonical() == target || wildcard_takes_it)
+        })
+    }
+
+    /// Whether the field `field` selects still holds the value the file gave it (true
+    /// for a Config built in code: there is no file to contradict).
+    fn unchanged<T: PartialEq>(&self, field: impl Fn(&Config) -> &T) -> bool {
+        self.origin
+            .0
+            .as_ref()
+            .is_none_or(|source| field(self) == field(&source.loaded))
+    }
+
+    /// A validation error blamed on the first of `keys` (key, unchanged since loading)
+    /// that the file sets and that was not overridden since, so a value set on the
+    /// command line is never pinned on a line of the file. If a key was overridden and
+    /// none can be blamed, the error names no file.
+    fn invalid(&self, keys: &[(&str, bool)], reason: String) -> ConfigError {
+        let Some(source) = &self.origin.0 else {
+            return ConfigError {
+                file: None,
+                line: None,
+                reason,
+            };
+        };
+        let line = keys
+            .iter()
+            .filter(|(_, unchanged)| *unchanged)
+            .find_map(|(key, _)| source.lines.get(*key).copied());
+        if line.is_some() || keys.iter().all(|(_, unchanged)| *unchanged) {
+            ConfigError::in_file(&source.file, line, reason)
+        } else {
+            ConfigError {
+                file: None,
+                line: None,
+                reason,
+            }
+        }
+    }
+}
+
+fn human(duration: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(duration)
+}
+
+fn join(addresses: &[SocketAddr]) -> String {
+    let texts: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    texts.join(", ")
+}
+
+#[cfg(test)]
+mod tests;

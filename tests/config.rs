@@ -1,0 +1,308 @@
+//! The shipped configs parse, and bad configs are rejected with the file and line to
+//! fix; `upstreams()` falls back to resolv.conf without ever choosing punctual itself.
+
+use std::{
+    fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+use punctual::config::{Config, ConfigError};
+
+/// A file in the system temp directory, unique to this process and call, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, content: &str) -> TempFile {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "punctual-test-{}-{unique}-{name}",
+            std::process::id()
+        ));
+        fs::write(&path, content).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse()
+        .unwrap_or_else(|error| panic!("{text}: {error}"))
+}
+
+fn reject(text: &str) -> ConfigError {
+    match Config::from_toml(text, Path::new("bad.toml")) {
+        Ok(config) => panic!("accepted {text:?}: {config:?}"),
+        Err(error) => error,
+    }
+}
+
+/// Asserts the error begins with `bad.toml:LINE: ` and mentions `needle`.
+fn assert_rejected_at(text: &str, line: usize, needle: &str) {
+    let message = reject(text).to_string();
+    let prefix = format!("bad.toml:{line}: ");
+    assert!(
+        message.starts_with(&prefix),
+        "want {prefix:?}, got {message:?}"
+    );
+    assert!(message.contains(needle), "want {needle:?} in {message:?}");
+}
+
+#[test]
+fn every_shipped_config_parses() -> Result<(), ConfigError> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let mut seen = 0;
+    let entries = fs::read_dir(&dir).unwrap_or_else(|error| panic!("{}: {error}", dir.display()));
+    for entry in entries {
+        let path = entry.unwrap_or_else(|error| panic!("{error}")).path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "toml")
+        {
+            Config::load(&path)?;
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no .toml file in {}", dir.display());
+    Ok(())
+}
+
+#[test]
+fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/punctual.toml");
+    assert_eq!(Config::load(&path)?, Config::default());
+    // "Every key present": a key missing from the shipped file would go undocumented.
+    let text = fs::read_to_string(&path).unwrap_or_else(|error| panic!("{error}"));
+    for key in [
+        "addresses",
+        "servers",
+        "resolv_conf",
+        "deadline",
+        "attempt_timeout",
+        "max_inflight",
+        "max_waiters",
+        "udp_recv_buffer",
+        "tcp_max_connections",
+        "tcp_idle_timeout",
+        "entries",
+        "min_ttl",
+        "max_ttl",
+    ] {
+        let set = text
+            .lines()
+            .any(|line| line.starts_with(&format!("{key} = ")));
+        assert!(set, "conf/punctual.toml does not set {key}");
+    }
+    Ok(())
+}
+
+#[test]
+fn load_reports_the_file_and_line() {
+    let file = TempFile::new(
+        "punctual.toml",
+        "[limits]\ndeadline = \"2s\"\ndedline = \"3s\"\n",
+    );
+    let error = Config::load(&file.0).expect_err("unknown key");
+    assert_eq!(error.file.as_deref(), Some(file.0.as_path()));
+    assert_eq!(error.line, Some(3));
+    let prefix = format!("{}:3: ", file.0.display());
+    assert!(error.to_string().starts_with(&prefix), "{error}");
+}
+
+#[test]
+fn load_reports_a_missing_file() {
+    let path = Path::new("/nonexistent/punctual.toml");
+    let error = Config::load(path).expect_err("missing file");
+    assert_eq!((error.file.as_deref(), error.line), (Some(path), None));
+    assert!(
+        error
+            .to_string()
+            .starts_with("/nonexistent/punctual.toml: "),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_key_is_rejected_at_its_line() {
+    assert_rejected_at(
+        "[limits]\ndeadline = \"2s\"\n\nmax_inflights = 5\n",
+        4,
+        "max_inflights",
+    );
+    assert_rejected_at("[cache]\nentries = 5\nttl = \"1h\"\n", 3, "ttl");
+    assert_rejected_at("listen.address = [\"127.0.0.1\"]\n", 1, "address");
+}
+
+#[test]
+fn unknown_section_is_rejected_at_its_line() {
+    assert_rejected_at(
+        "[limits]\ndeadline = \"2s\"\n\n[upstreams]\nservers = []\n",
+        4,
+        "upstreams",
+    );
+    assert_rejected_at("verbose = true\n", 1, "verbose");
+}
+
+#[test]
+fn bad_values_are_rejected_at_their_line() {
+    assert_rejected_at(
+        "[limits]\nattempt_timeout = \"1s\"\ndeadline = \"soon\"\n",
+        3,
+        "limits.deadline",
+    );
+    assert_rejected_at("[limits]\ndeadline = 2\n", 2, "limits.deadline");
+    assert_rejected_at("[cache]\nmax_ttl = \"1 fortnight\"\n", 2, "cache.max_ttl");
+    assert_rejected_at("[limits]\n\nmax_inflight = -1\n", 3, "limits.max_inflight");
+    assert_rejected_at(
+        "[limits]\ntcp_max_connections = \"many\"\n",
+        2,
+        "limits.tcp_max_connections",
+    );
+    assert_rejected_at(
+        "[limits]\nudp_recv_buffer = \"4 parsecs\"\n",
+        2,
+        "limits.udp_recv_buffer",
+    );
+    assert_rejected_at(
+        "[upstream]\nservers = [\n  \"192.0.2.1\",\n  \"not-an-ip\",\n]\n",
+        4,
+        "upstream.servers",
+    );
+    assert_rejected_at(
+        "[listen]\naddresses = [\"localhost:53\"]\n",
+        2,
+        "listen.addresses",
+    );
+}
+
+#[test]
+fn cross_field_rules_are_rejected_at_their_line() {
+    assert_rejected_at("[limits]\ndeadline = \"2h\"\n", 2, "limits.deadline");
+    assert_rejected_at(
+        "[limits]\ndeadline = \"1s\"\nattempt_timeout = \"2s\"\n",
+        3,
+        "limits.attempt_timeout",
+    );
+    assert_rejected_at("[cache]\nmin_ttl = \"2d\"\n", 2, "cache.min_ttl");
+    assert_rejected_at(
+        "[listen]\naddresses = [\"127.0.0.1:53\", \"127.0.0.1:53\"]\n",
+        2,
+        "twice",
+    );
+}
+
+#[test]
+fn self_upstream_is_rejected() {
+    assert_rejected_at(
+        "[upstream]\nservers = [\"127.0.0.1\"]\n",
+        2,
+        "back to punctual itself",
+    );
+    assert_rejected_at(
+        "[listen]\naddresses = [\"0.0.0.0:5353\"]\n[upstream]\nservers = [\"192.0.2.1\", \"127.0.0.1:5353\"]\n",
+        4,
+        "back to punctual itself",
+    );
+    // Same address, another port: a different server.
+    let config = Config::from_toml(
+        "[upstream]\nservers = [\"127.0.0.1:5353\"]\n",
+        Path::new("ok.toml"),
+    );
+    assert!(config.is_ok(), "{config:?}");
+}
+
+#[test]
+fn validate_works_on_a_config_built_in_code() {
+    let mut config = Config::default();
+    assert!(config.validate().is_ok());
+    config.limits.attempt_timeout = config.limits.deadline * 2;
+    let error = config.validate().expect_err("attempt_timeout > deadline");
+    assert_eq!((error.file, error.line), (None, None));
+    assert!(
+        error.reason.contains("limits.attempt_timeout"),
+        "{}",
+        error.reason
+    );
+}
+
+fn with_resolv_conf(file: &TempFile) -> Config {
+    let mut config = Config::default();
+    config.upstream.resolv_conf = file.0.clone();
+    config
+}
+
+#[test]
+fn upstreams_prefers_configured_servers() -> Result<(), ConfigError> {
+    let mut config = Config::default();
+    config.upstream.servers = vec![addr("192.0.2.1:53")];
+    config.upstream.resolv_conf = PathBuf::from("/nonexistent/resolv.conf");
+    assert_eq!(config.upstreams()?, [addr("192.0.2.1:53")]);
+    Ok(())
+}
+
+#[test]
+fn upstreams_reads_resolv_conf_and_skips_ourselves() -> Result<(), ConfigError> {
+    let file = TempFile::new(
+        "resolv.conf",
+        "# written by hand\nsearch example.com\nnameserver 127.0.0.1\nnameserver 192.0.2.1\n\
+         options edns0\nnameserver 2001:db8::53\nnameserver ::1\nnameserver 192.0.2.1\n",
+    );
+    let config = with_resolv_conf(&file);
+    assert_eq!(
+        config.upstreams()?,
+        [addr("192.0.2.1:53"), addr("[2001:db8::53]:53")]
+    );
+    Ok(())
+}
+
+#[test]
+fn upstreams_errors_when_resolv_conf_names_only_ourselves() {
+    let file = TempFile::new("resolv.conf", "nameserver 127.0.0.1\nnameserver ::1\n");
+    let error = with_resolv_conf(&file)
+        .upstreams()
+        .expect_err("only ourselves");
+    assert_eq!(error.file.as_deref(), Some(file.0.as_path()));
+    assert!(error.reason.contains("only punctual itself"), "{error}");
+    assert!(error.reason.contains("[upstream] servers"), "{error}");
+
+    // A wildcard listener on port 53 answers for every loopback address.
+    let file = TempFile::new("resolv.conf", "nameserver 127.0.0.53\n");
+    let mut config = with_resolv_conf(&file);
+    config.listen.addresses = vec![addr("0.0.0.0:53")];
+    let error = config.upstreams().expect_err("only ourselves");
+    assert!(error.reason.contains("only punctual itself"), "{error}");
+}
+
+#[test]
+fn upstreams_errors_when_resolv_conf_has_no_nameserver() {
+    let file = TempFile::new("resolv.conf", "# nothing here\nsearch example.com\n");
+    let error = with_resolv_conf(&file)
+        .upstreams()
+        .expect_err("no nameserver");
+    assert_eq!(error.file.as_deref(), Some(file.0.as_path()));
+    assert!(error.reason.contains("[upstream] servers"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{}: ", file.0.display())),
+        "{error}"
+    );
+}
+
+#[test]
+fn upstreams_errors_when_resolv_conf_is_missing() {
+    let mut config = Config::default();
+    config.upstream.resolv_conf = PathBuf::from("/nonexistent/resolv.conf");
+    let error = config.upstreams().expect_err("missing resolv.conf");
+    assert_eq!(
+        error.file.as_deref(),
+        Some(Path::new("/nonexistent/resolv.conf"))
+    );
+}
