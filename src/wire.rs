@@ -150,36 +150,18 @@ pub fn put_header(out: &mut Vec<u8>, header: &Header) {
 
 /// Returns the offset just past the name starting at `at`. A compression pointer
 /// ends the name (RFC 1035 §4.1.4); it is not followed, so loops cannot trap us.
-pub fn skip_name(bytes: &[u8], mut at: usize) -> Result<usize, WireError> {
-    let start = at;
-    loop {
-        let len = *bytes.get(at).ok_or(WireError::Truncated("a name"))?;
-        match len & 0xc0 {
-            0x00 => {
-                at += 1;
-                if len == 0 {
-                    return Ok(at);
-                }
-                at += usize::from(len);
-                if at - start > MAX_NAME_LEN {
-                    return Err(WireError::NameTooLong);
-                }
-            }
-            0xc0 => {
-                if bytes.len() < at + 2 {
-                    return Err(WireError::Truncated("a compression pointer"));
-                }
-                return Ok(at + 2);
-            }
-            _ => return Err(WireError::BadLabel(len)),
-        }
-    }
+pub fn skip_name(bytes: &[u8], at: usize) -> Result<usize, WireError> {
+    walk_name(bytes, at, true)
 }
 
 /// Returns the end of a name that must be written out in full (a question name):
 /// the question is the first thing after the header, so a pointer there could only
 /// point into the header, which is never a valid name.
-pub fn skip_plain_name(bytes: &[u8], mut at: usize) -> Result<usize, WireError> {
+pub fn skip_plain_name(bytes: &[u8], at: usize) -> Result<usize, WireError> {
+    walk_name(bytes, at, false)
+}
+
+fn walk_name(bytes: &[u8], mut at: usize, pointer_allowed: bool) -> Result<usize, WireError> {
     let start = at;
     loop {
         let len = *bytes.get(at).ok_or(WireError::Truncated("a name"))?;
@@ -193,7 +175,11 @@ pub fn skip_plain_name(bytes: &[u8], mut at: usize) -> Result<usize, WireError> 
                     return Ok(at);
                 }
             }
-            0xc0 => return Err(WireError::UnexpectedPointer),
+            0xc0 if !pointer_allowed => return Err(WireError::UnexpectedPointer),
+            0xc0 if bytes.len() < at + 2 => {
+                return Err(WireError::Truncated("a compression pointer"));
+            }
+            0xc0 => return Ok(at + 2),
             _ => return Err(WireError::BadLabel(len)),
         }
     }
