@@ -306,7 +306,9 @@ pub fn read_opt(bytes: &[u8], record: &RecordSpan) -> Result<OptInfo, WireError>
 /// Appends the lower-cased form of a plain wire name, the coalescing and cache key
 /// (RFC 4343: DNS names compare case-insensitively).
 pub fn lowercase_into(name: &[u8], out: &mut Vec<u8>) {
-    out.extend(name.iter().map(u8::to_ascii_lowercase));
+    let start = out.len();
+    out.extend_from_slice(name);
+    out[start..].make_ascii_lowercase();
 }
 
 #[cfg(test)]
