@@ -89,9 +89,16 @@ async fn connection(
         }
         let reply = tokio::select! {
             frame = frames.next(), if reading && pending.len() < MAX_PIPELINED_PER_CONNECTION => {
-                let Some(Ok(frame)) = frame else {
-                    // EOF or a framing error: the client is gone, nobody to answer.
-                    break;
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    // End of input only means the client has stopped sending (it
+                    // may have half-closed): answer what is outstanding, then close.
+                    None => {
+                        reading = false;
+                        continue;
+                    }
+                    // A read error: the connection is broken, nobody to answer.
+                    Some(Err(_)) => break,
                 };
                 idle_since = Instant::now();
                 match resolver.handle(&frame, Transport::Tcp, Instant::now()) {
