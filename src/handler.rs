@@ -21,9 +21,11 @@ use crate::query::{ClientQuery, Rejected};
 use crate::response;
 use crate::upstream::{Question, Upstream};
 
-/// A lookup may outlive its first asker's deadline so that later askers (glibc
-/// retrying after a SERVFAIL, say) still get an answer that arrives late; it is
-/// cancelled as soon as no one waits, and never runs past this many deadlines.
+/// A lookup may outlive its first asker's deadline so that askers who joined it
+/// later still get an answer that arrives in their time. It is cancelled as soon
+/// as no one waits (a timed-out lookup is forgotten and the next query starts
+/// fresh, so a client retrying after its SERVFAIL starts a new lookup), and it
+/// never runs past this many deadlines.
 const LOOKUP_LIFETIME_IN_DEADLINES: u32 = 2;
 
 /// How the query arrived, which decides how large a response may be.
