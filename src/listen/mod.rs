@@ -1,6 +1,7 @@
 //! The listening side: binds UDP and TCP on every configured address (same port
 //! for both, also when the port is 0) and runs their serving loops.
 
+mod batch;
 mod socket;
 mod tcp;
 mod udp;

@@ -1,21 +1,22 @@
-//! Serving one UDP socket: receive, answer cache hits and rejections inline,
-//! hand misses to a task that answers by the query's deadline.
+//! Serving one UDP socket: receive a batch, answer cache hits and rejections
+//! inline (sent back as a batch), hand misses to a task that answers by the
+//! query's deadline.
 //!
 //! Waiting tasks are bounded by the in-flight limits (`max_inflight` lookups ×
 //! `max_waiters`): a query beyond them is answered "overloaded" inline.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::batch::{self, BATCH, RecvBatch};
 use crate::handler::{Handled, Resolver, Transport};
-
-/// The largest UDP message a client can send us (RFC 768 length field).
-const MAX_DATAGRAM: usize = 65_535;
 
 pub async fn serve(
     socket: Arc<UdpSocket>,
@@ -23,34 +24,57 @@ pub async fn serve(
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let mut buffer = vec![0u8; MAX_DATAGRAM];
+    let mut batch = RecvBatch::new();
+    let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
     loop {
-        let (len, peer) = tokio::select! {
+        tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
-            received = socket.recv_from(&mut buffer) => match received {
-                Ok(received) => received,
-                Err(error) => {
+            ready = socket.readable() => {
+                if let Err(error) = ready {
                     log_receive_error(&error);
                     continue;
                 }
-            },
-        };
-        match resolver.handle(&buffer[..len], Transport::Udp, Instant::now()) {
-            Handled::Reply(reply) => send(&socket, &reply, peer).await,
-            Handled::Wait(pending) => {
-                let socket = Arc::clone(&socket);
-                tasks.spawn(async move {
-                    let reply = pending.response().await;
-                    send(&socket, &reply, peer).await;
-                });
             }
-            Handled::Drop => {}
         }
+        match socket.try_io(Interest::READABLE, || batch.receive(socket.as_ref())) {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(error) => {
+                log_receive_error(&error);
+                continue;
+            }
+        }
+        let arrival = Instant::now();
+        for (bytes, peer) in batch.datagrams() {
+            match resolver.handle(bytes, Transport::Udp, arrival) {
+                Handled::Reply(reply) => replies.push((reply, peer)),
+                Handled::Wait(pending) => {
+                    let socket = Arc::clone(&socket);
+                    tasks.spawn(async move {
+                        let reply = pending.response().await;
+                        send(&socket, &reply, peer).await;
+                    });
+                }
+                Handled::Drop => {}
+            }
+        }
+        send_all(&socket, &mut replies).await;
     }
 }
 
-async fn send(socket: &UdpSocket, reply: &[u8], peer: std::net::SocketAddr) {
+/// Sends the replies of one batch: together if the socket takes them, the rest
+/// one by one.
+async fn send_all(socket: &UdpSocket, replies: &mut Vec<(Vec<u8>, SocketAddr)>) {
+    let sent = socket
+        .try_io(Interest::WRITABLE, || batch::send(socket, replies))
+        .unwrap_or(0);
+    for (reply, peer) in replies.drain(..).skip(sent) {
+        send(socket, &reply, peer).await;
+    }
+}
+
+async fn send(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) {
     if let Err(error) = socket.send_to(reply, peer).await {
         tracing::debug!(%peer, %error, "could not send a UDP response");
     }

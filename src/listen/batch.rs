@@ -1,0 +1,174 @@
+//! Batched UDP receive and send: one recvmmsg(2) takes up to [`BATCH`]
+//! datagrams and one sendmmsg(2) sends the replies that were ready at once.
+//!
+//! On this project's machines a system call costs more than answering a query
+//! from cache (measured: 3 of every 4 CPU microseconds of a cached answer were
+//! spent in the kernel with one recvfrom and one sendto per query), so under load
+//! batching is the largest single saving. nix wraps the calls, so this crate
+//! keeps `forbid(unsafe_code)`. When only one datagram is waiting a batch is one
+//! datagram: nothing is delayed to fill a batch.
+
+use std::io;
+use std::io::{IoSlice, IoSliceMut};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+
+/// Datagrams per system call. 32 fills a batch at a few hundred thousand
+/// queries per second without making the buffers large.
+pub const BATCH: usize = 32;
+
+/// Room for one client query. Queries are a few dozen bytes; EDNS options
+/// included they stay far below this. A longer datagram arrives cut short
+/// (MSG_TRUNC) and is dropped.
+const SLOT: usize = 4096;
+
+/// Buffers for one batch of received datagrams, reused for every batch.
+pub struct RecvBatch {
+    buffers: Vec<u8>,
+    /// For each usable datagram of the last batch: its slot, length and sender.
+    received: Vec<(usize, usize, SocketAddr)>,
+}
+
+impl RecvBatch {
+    pub fn new() -> RecvBatch {
+        RecvBatch {
+            buffers: vec![0; BATCH * SLOT],
+            received: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Receives what is waiting, up to [`BATCH`] datagrams, without blocking.
+    /// `WouldBlock` when nothing is. Returns how many datagrams can be used.
+    pub fn receive(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        self.received.clear();
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
+            .buffers
+            .chunks_mut(SLOT)
+            .map(|slot| [IoSliceMut::new(slot)])
+            .collect();
+        let results = recvmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )?;
+        for (slot, message) in results.enumerate() {
+            let truncated = message.flags.contains(MsgFlags::MSG_TRUNC);
+            if let Some(peer) = message.address.as_ref().and_then(socket_addr)
+                && !truncated
+            {
+                self.received.push((slot, message.bytes.min(SLOT), peer));
+            }
+        }
+        Ok(self.received.len())
+    }
+
+    /// The datagrams of the last batch, with their senders.
+    pub fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
+        self.received.iter().filter_map(|&(slot, len, peer)| {
+            let start = slot * SLOT;
+            self.buffers
+                .get(start..start + len)
+                .map(|bytes| (bytes, peer))
+        })
+    }
+}
+
+/// Sends `replies` with one sendmmsg without blocking; returns how many went.
+/// The caller sends the rest one by one (a full socket buffer, or an error on
+/// one destination, stops the batch there).
+pub fn send(socket: &impl AsRawFd, replies: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
+    if replies.is_empty() {
+        return Ok(0);
+    }
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(replies.len(), None);
+    let slices: Vec<[IoSlice<'_>; 1]> = replies
+        .iter()
+        .map(|(bytes, _)| [IoSlice::new(bytes)])
+        .collect();
+    let addresses: Vec<Option<SockaddrStorage>> = replies
+        .iter()
+        .map(|&(_, peer)| Some(SockaddrStorage::from(peer)))
+        .collect();
+    let results = sendmmsg(
+        socket.as_raw_fd(),
+        &mut headers,
+        slices.iter(),
+        addresses,
+        [],
+        MsgFlags::MSG_DONTWAIT,
+    )?;
+    Ok(results.count())
+}
+
+fn socket_addr(storage: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = storage.as_sockaddr_in() {
+        return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+    }
+    storage
+        .as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn bound() -> UdpSocket {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        socket
+    }
+
+    #[test]
+    fn receives_in_batches_and_drops_datagrams_too_long_for_a_slot() {
+        let server = bound();
+        let client = bound();
+        let to = server.local_addr().expect("addr");
+        for i in 0..40u8 {
+            client.send_to(&[i; 20], to).expect("send");
+        }
+        client.send_to(&vec![7; SLOT + 1], to).expect("send long");
+        client.send_to(&[99; 3], to).expect("send last");
+        let mut batch = RecvBatch::new();
+        assert_eq!(batch.receive(&server).expect("first batch"), BATCH);
+        let first: Vec<_> = batch.datagrams().map(|(b, p)| (b.to_vec(), p)).collect();
+        assert_eq!(first[0], (vec![0; 20], client.local_addr().expect("addr")));
+        assert_eq!(first[31].0, vec![31; 20]);
+        // 8 short ones, the long one (dropped), the last one.
+        assert_eq!(batch.receive(&server).expect("second batch"), 9);
+        let second: Vec<_> = batch.datagrams().map(|(b, _)| b.to_vec()).collect();
+        assert_eq!(second[7], vec![39; 20]);
+        assert_eq!(second[8], vec![99; 3]);
+        let empty = batch.receive(&server).expect_err("nothing left");
+        assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn sends_to_several_peers_in_one_call() {
+        let server = bound();
+        let peers: Vec<UdpSocket> = (0..3).map(|_| bound()).collect();
+        let replies: Vec<(Vec<u8>, SocketAddr)> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (vec![i as u8; 10 + i], p.local_addr().expect("addr")))
+            .collect();
+        assert_eq!(send(&server, &replies).expect("sendmmsg"), 3);
+        for (i, peer) in peers.iter().enumerate() {
+            let mut buf = [0u8; 64];
+            let (len, from) = peer.recv_from(&mut buf).expect("reply");
+            assert_eq!(&buf[..len], &vec![i as u8; 10 + i][..]);
+            assert_eq!(from, server.local_addr().expect("addr"));
+        }
+        assert_eq!(send(&server, &[]).expect("nothing to send"), 0);
+    }
+}
