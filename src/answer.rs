@@ -5,7 +5,12 @@
 //! the upstream's OPT record (OPT is hop-by-hop and MUST NOT be cached, RFC 6891
 //! §6.1.1) and records where every TTL field is. Rendering for a client copies
 //! the bytes, then patches the ID, flags, question case and TTLs (decremented by
-//! age and clamped) and appends the client's own OPT.
+//! age and clamped, or fixed for a stale answer) and appends the client's own OPT.
+//!
+//! How long an answer may be cached is decided here too: a positive answer for
+//! its lowest TTL; NXDOMAIN and NODATA for the negative TTL of RFC 2308 §5,
+//! min(SOA TTL, SOA MINIMUM) of the SOA in the authority section, capped by
+//! `negative_max_ttl` (no SOA: not cached, RFC 2308 §5).
 
 use std::time::Duration;
 
@@ -13,9 +18,12 @@ use hickory_proto::op::Message;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use crate::query::ClientQuery;
+use crate::query::{ClientQuery, rcode};
 use crate::response;
-use crate::wire::{self, FLAG_AD, FLAG_TC, HEADER_LEN, Header, RecordSpan, WireError};
+use crate::wire::{self, Ede, FLAG_AD, FLAG_TC, HEADER_LEN, Header, RecordSpan, WireError};
+
+/// RR type SOA (RFC 1035 §3.3.13).
+const TYPE_SOA: u16 = 6;
 
 #[derive(Debug, Error)]
 pub enum AnswerError {
@@ -25,19 +33,21 @@ pub enum AnswerError {
     Decode(String),
 }
 
-/// Clamps applied to every TTL served (config `[cache] min_ttl` / `max_ttl`).
+/// Clamps applied to every TTL served and cached (config `[cache] min_ttl`,
+/// `max_ttl`, `negative_max_ttl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TtlPolicy {
     pub min: u32,
     pub max: u32,
+    pub negative_max: u32,
 }
 
 impl TtlPolicy {
-    pub fn new(min: Duration, max: Duration) -> TtlPolicy {
-        let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    pub fn new(min: Duration, max: Duration, negative_max: Duration) -> TtlPolicy {
         TtlPolicy {
-            min: secs(min),
-            max: secs(max),
+            min: whole_seconds(min),
+            max: whole_seconds(max),
+            negative_max: whole_seconds(negative_max),
         }
     }
 
@@ -46,17 +56,42 @@ impl TtlPolicy {
     }
 }
 
+pub fn whole_seconds(duration: Duration) -> u32 {
+    u32::try_from(duration.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// How the TTLs of a rendered answer are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlMode {
+    /// Counted down by the answer's age at this instant, then clamped.
+    Aged(Instant),
+    /// Every TTL set to this (a stale answer, RFC 8767 §4).
+    Fixed(u32),
+}
+
+/// One TTL field in the stored wire bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TtlField {
+    at: usize,
+    /// The TTL to count down from: the upstream's, or for the SOA of a
+    /// negative answer the negative TTL (RFC 2308 §5).
+    ttl: u32,
+    /// The SOA of a negative answer: also capped by `negative_max_ttl`.
+    negative: bool,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct Answer {
     /// Header, question and records, without any OPT; ARCOUNT adjusted.
     wire: Box<[u8]>,
     question_end: usize,
-    /// Offsets of the TTL fields in `wire`, with the TTL the upstream gave.
-    ttls: Box<[(usize, u32)]>,
+    ttls: Box<[TtlField]>,
     received: Instant,
     /// Whether the answer section holds a record of the asked type (or the
     /// query was for CNAME itself): a positive answer.
     answers_question: bool,
+    /// For NXDOMAIN/NODATA: min(SOA TTL, SOA MINIMUM) of the authority's SOA.
+    negative_ttl: Option<u32>,
 }
 
 impl Answer {
@@ -92,16 +127,46 @@ impl Answer {
         };
         let header = Header::parse(&wire).ok_or(WireError::Truncated("the header"))?;
         let layout = Layout::walk(&wire, &header, question.end)?;
+        let answers_question = layout
+            .answer_types
+            .iter()
+            .any(|&t| t == question.qtype || question.qtype == wire::TYPE_CNAME);
+        let is_negative = header.rcode() == rcode::NXDOMAIN
+            || (header.rcode() == rcode::NOERROR && !answers_question);
+        // RFC 2308 §5: the first SOA in the authority section gives the negative TTL.
+        let soa = layout
+            .authority
+            .iter()
+            .find(|r| r.rtype == TYPE_SOA)
+            .filter(|_| is_negative);
+        let negative_ttl = soa.and_then(|r| {
+            let ttl = wire::read_u32(&wire, r.ttl_at).ok()?;
+            let minimum = wire::read_u32(&wire, r.end.checked_sub(4)?).ok()?;
+            Some(ttl.min(minimum))
+        });
+        let ttls = layout
+            .records
+            .iter()
+            .map(|r| {
+                let upstream = wire::read_u32(&wire, r.ttl_at).unwrap_or(0);
+                match (soa, negative_ttl) {
+                    (Some(soa), Some(negative)) if soa.start == r.start => TtlField {
+                        at: r.ttl_at,
+                        ttl: negative,
+                        negative: true,
+                    },
+                    _ => TtlField {
+                        at: r.ttl_at,
+                        ttl: upstream,
+                        negative: false,
+                    },
+                }
+            })
+            .collect();
         Ok(Answer {
-            ttls: layout
-                .records
-                .iter()
-                .map(|r| (r.ttl_at, wire::read_u32(&wire, r.ttl_at).unwrap_or(0)))
-                .collect(),
-            answers_question: layout
-                .answer_types
-                .iter()
-                .any(|&t| t == question.qtype || question.qtype == wire::TYPE_CNAME),
+            ttls,
+            answers_question,
+            negative_ttl,
             question_end: question.end,
             received,
             wire,
@@ -128,35 +193,61 @@ impl Answer {
         self.header().has(FLAG_TC)
     }
 
+    /// NXDOMAIN or NODATA with an SOA: cacheable as a negative answer.
+    pub fn is_negative(&self) -> bool {
+        self.negative_ttl.is_some()
+    }
+
+    /// SERVFAIL or REFUSED: the upstream could not or would not answer.
+    pub fn is_failure(&self) -> bool {
+        matches!(self.rcode(), rcode::SERVFAIL | rcode::REFUSED)
+    }
+
     pub fn received(&self) -> Instant {
         self.received
     }
 
-    /// How long this answer may be cached, or `None` if it must not be:
-    /// only complete positive answers here (RFC 2308 negative caching is separate),
-    /// never TC, SERVFAIL, REFUSED or anything else that is not NOERROR.
+    /// Bytes this answer holds, for the cache's memory bound.
+    pub fn size(&self) -> usize {
+        std::mem::size_of::<Answer>()
+            + self.wire.len()
+            + self.ttls.len() * std::mem::size_of::<TtlField>()
+    }
+
+    /// How long this answer may be cached, or `None` if it must not be: a
+    /// complete positive answer for its lowest TTL; NXDOMAIN or NODATA with an
+    /// SOA for the negative TTL (capped), also when a CNAME chain leads to it;
+    /// never TC, SERVFAIL, REFUSED or anything else.
     pub fn cache_ttl(&self, policy: &TtlPolicy) -> Option<u32> {
         let header = self.header();
-        if header.rcode() != 0 || header.has(FLAG_TC) || !self.answers_question {
+        if header.has(FLAG_TC) {
             return None;
         }
-        let lowest = self.ttls.iter().map(|&(_, ttl)| ttl).min()?;
-        let ttl = policy.clamp(lowest);
+        let ttl = match header.rcode() {
+            rcode::NOERROR if self.answers_question => self.ttls.iter().map(|f| f.ttl).min()?,
+            rcode::NOERROR | rcode::NXDOMAIN => {
+                let negative = self.negative_ttl?.min(policy.negative_max);
+                // A CNAME chain before the negative answer: its records too.
+                self.ttls.iter().map(|f| f.ttl).fold(negative, u32::min)
+            }
+            _ => return None,
+        };
+        let ttl = policy.clamp(ttl);
         (ttl > 0).then_some(ttl)
     }
 
-    /// Renders this answer for one client at `now`; `limit` is the most the
-    /// client's transport accepts (a UDP answer over it comes back truncated).
+    /// Renders this answer for one client; `limit` is the most the client's
+    /// transport accepts (a UDP answer over it comes back truncated). `ede` is
+    /// attached for clients that speak EDNS (RFC 8914).
     pub fn render(
         &self,
         query: &ClientQuery,
-        now: Instant,
+        ttl_mode: TtlMode,
         policy: &TtlPolicy,
+        ede: Option<Ede>,
         limit: usize,
     ) -> Vec<u8> {
         let header = self.header();
-        let age = u32::try_from(now.saturating_duration_since(self.received).as_secs())
-            .unwrap_or(u32::MAX);
         let mut out = Vec::with_capacity(self.wire.len() + 64);
         out.extend_from_slice(&self.wire);
         wire::write_u16(&mut out, 0, query.id);
@@ -173,11 +264,26 @@ impl Answer {
         {
             question.copy_from_slice(&query.question);
         }
-        for &(at, ttl) in self.ttls.iter() {
-            wire::write_u32(&mut out, at, policy.clamp(ttl).saturating_sub(age));
+        match ttl_mode {
+            TtlMode::Aged(now) => {
+                let age = whole_seconds(now.saturating_duration_since(self.received));
+                for field in self.ttls.iter() {
+                    let ttl = if field.negative {
+                        field.ttl.min(policy.negative_max)
+                    } else {
+                        field.ttl
+                    };
+                    wire::write_u32(&mut out, field.at, policy.clamp(ttl).saturating_sub(age));
+                }
+            }
+            TtlMode::Fixed(ttl) => {
+                for field in self.ttls.iter() {
+                    wire::write_u32(&mut out, field.at, ttl);
+                }
+            }
         }
         if let Some(edns) = query.edns {
-            wire::put_opt(&mut out, edns.dnssec_ok, 0, None);
+            wire::put_opt(&mut out, edns.dnssec_ok, 0, ede);
             wire::write_u16(&mut out, 10, header.arcount + 1);
         }
         if out.len() > limit {
@@ -191,6 +297,7 @@ impl Answer {
 struct Layout {
     records: Vec<RecordSpan>,
     answer_types: Vec<u16>,
+    authority: Vec<RecordSpan>,
     opt: Option<RecordSpan>,
     end: usize,
 }
@@ -199,13 +306,17 @@ impl Layout {
     fn walk(bytes: &[u8], header: &Header, question_end: usize) -> Result<Layout, WireError> {
         let mut records = Vec::with_capacity(header.record_count());
         let mut answer_types = Vec::with_capacity(usize::from(header.ancount));
+        let mut authority = Vec::with_capacity(usize::from(header.nscount));
         let mut opt = None;
         let mut duplicate_opt = false;
         let at = wire::walk_records(bytes, question_end, usize::from(header.ancount), |r| {
             answer_types.push(r.rtype);
             records.push(r);
         })?;
-        let at = wire::walk_records(bytes, at, usize::from(header.nscount), |r| records.push(r))?;
+        let at = wire::walk_records(bytes, at, usize::from(header.nscount), |r| {
+            authority.push(r);
+            records.push(r);
+        })?;
         let end = wire::walk_records(bytes, at, usize::from(header.arcount), |r| {
             if r.rtype == wire::TYPE_OPT {
                 duplicate_opt |= opt.is_some();
@@ -220,6 +331,7 @@ impl Layout {
         Ok(Layout {
             records,
             answer_types,
+            authority,
             opt,
             end,
         })
@@ -272,6 +384,7 @@ pub(crate) mod tests {
     const POLICY: TtlPolicy = TtlPolicy {
         min: 0,
         max: 86_400,
+        negative_max: 3600,
     };
 
     #[tokio::test(start_paused = true)]
@@ -284,7 +397,7 @@ pub(crate) mod tests {
         assert_eq!(answer.cache_ttl(&POLICY), Some(60));
         tokio::time::advance(Duration::from_secs(42)).await;
         let query = client_query("WwW.Example.TEST.", false);
-        let out = answer.render(&query, Instant::now(), &POLICY, 512);
+        let out = answer.render(&query, TtlMode::Aged(Instant::now()), &POLICY, None, 512);
         let message = Message::from_vec(&out).expect("valid");
         assert_eq!(message.metadata.id, 0x1234);
         assert!(message.metadata.recursion_available && message.metadata.recursion_desired);
@@ -302,16 +415,20 @@ pub(crate) mod tests {
         let answer =
             Answer::from_upstream(&upstream_reply(7, "a.test.", &[5, 100_000]), Instant::now())
                 .expect("valid reply");
-        let policy = TtlPolicy { min: 30, max: 3600 };
+        let policy = TtlPolicy {
+            min: 30,
+            max: 3600,
+            negative_max: 3600,
+        };
         assert_eq!(answer.cache_ttl(&policy), Some(30));
         let query = client_query("a.test.", true);
         assert_eq!(
-            ttls_of(&answer.render(&query, Instant::now(), &policy, 4096)),
+            ttls_of(&answer.render(&query, TtlMode::Aged(Instant::now()), &policy, None, 4096)),
             vec![30, 3600]
         );
         tokio::time::advance(Duration::from_secs(40)).await;
         assert_eq!(
-            ttls_of(&answer.render(&query, Instant::now(), &policy, 4096)),
+            ttls_of(&answer.render(&query, TtlMode::Aged(Instant::now()), &policy, None, 4096)),
             vec![0, 3560]
         );
     }
@@ -322,11 +439,11 @@ pub(crate) mod tests {
         let answer = Answer::from_upstream(&upstream_reply(7, "big.test.", &ttls), Instant::now())
             .expect("valid reply");
         let query = client_query("big.test.", false);
-        let out = answer.render(&query, Instant::now(), &POLICY, 512);
+        let out = answer.render(&query, TtlMode::Aged(Instant::now()), &POLICY, None, 512);
         let message = Message::from_vec(&out).expect("valid");
         assert!(message.metadata.truncation);
         assert!(message.answers.is_empty());
-        let whole = answer.render(&query, Instant::now(), &POLICY, 65_535);
+        let whole = answer.render(&query, TtlMode::Aged(Instant::now()), &POLICY, None, 65_535);
         assert_eq!(ttls_of(&whole).len(), 40);
     }
 
@@ -354,5 +471,105 @@ pub(crate) mod tests {
         );
         let zero = Answer::from_upstream(&upstream_reply(7, "a.test.", &[0]), now).expect("valid");
         assert_eq!(zero.cache_ttl(&POLICY), None);
+    }
+
+    /// A negative reply for `name` A: NXDOMAIN or NODATA, optionally after a
+    /// CNAME with `cname_ttl`, with an SOA (TTL, MINIMUM) in authority if given.
+    pub(crate) fn negative_reply(
+        name: &str,
+        nxdomain: bool,
+        cname_ttl: Option<u32>,
+        soa: Option<(u32, u32)>,
+    ) -> Vec<u8> {
+        use hickory_proto::op::ResponseCode;
+        use hickory_proto::rr::rdata::{CNAME, SOA};
+        let owner = Name::from_ascii(name).expect("valid test name");
+        let mut message = Message::new(9, MessageType::Response, OpCode::Query);
+        message.metadata.recursion_available = true;
+        if nxdomain {
+            message.metadata.response_code = ResponseCode::NXDomain;
+        }
+        message.add_query(Query::query(owner.clone(), RecordType::A));
+        if let Some(ttl) = cname_ttl {
+            let target = Name::from_ascii("target.test.").expect("valid");
+            message.add_answer(Record::from_rdata(owner, ttl, RData::CNAME(CNAME(target))));
+        }
+        if let Some((ttl, minimum)) = soa {
+            let zone = Name::from_ascii("test.").expect("valid");
+            let rdata = SOA::new(zone.clone(), zone.clone(), 1, 3600, 600, 86400, minimum);
+            message.add_authority(Record::from_rdata(zone, ttl, RData::SOA(rdata)));
+        }
+        message.set_edns(Edns::new());
+        message.to_vec().expect("encodes")
+    }
+
+    fn authority_ttls(bytes: &[u8]) -> Vec<u32> {
+        let message = Message::from_vec(bytes).expect("valid");
+        message.authorities.iter().map(|r| r.ttl).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn negative_ttl_is_the_lesser_of_soa_ttl_and_minimum_and_is_capped() {
+        let now = Instant::now();
+        let prepared = |bytes: Vec<u8>| Answer::from_upstream(&bytes, now).expect("valid");
+        let nxdomain = prepared(negative_reply("nx.test.", true, None, Some((3600, 60))));
+        assert_eq!(nxdomain.cache_ttl(&POLICY), Some(60));
+        let nodata = prepared(negative_reply("nodata.test.", false, None, Some((45, 900))));
+        assert_eq!(nodata.cache_ttl(&POLICY), Some(45));
+        let capped = TtlPolicy {
+            negative_max: 30,
+            ..POLICY
+        };
+        assert_eq!(nxdomain.cache_ttl(&capped), Some(30));
+        let floor = TtlPolicy { min: 120, ..POLICY };
+        assert_eq!(nxdomain.cache_ttl(&floor), Some(120));
+        // RFC 2308 §5: without an SOA a negative answer is not cached.
+        let bare = prepared(negative_reply("bare.test.", true, None, None));
+        assert_eq!(bare.cache_ttl(&POLICY), None);
+        // A CNAME chain ending in NXDOMAIN is cached whole, for its lowest TTL.
+        let chain = prepared(negative_reply(
+            "alias.test.",
+            true,
+            Some(20),
+            Some((3600, 60)),
+        ));
+        assert_eq!(chain.cache_ttl(&POLICY), Some(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cached_negative_answer_carries_the_soa_counted_down() {
+        let answer = Answer::from_upstream(
+            &negative_reply("nx.test.", true, None, Some((3600, 60))),
+            Instant::now(),
+        )
+        .expect("valid");
+        tokio::time::advance(Duration::from_secs(25)).await;
+        let query = client_query("NX.test.", false);
+        let out = answer.render(&query, TtlMode::Aged(Instant::now()), &POLICY, None, 512);
+        assert_eq!(authority_ttls(&out), vec![35]);
+        let capped = TtlPolicy {
+            negative_max: 30,
+            ..POLICY
+        };
+        let out = answer.render(&query, TtlMode::Aged(Instant::now()), &capped, None, 512);
+        assert_eq!(authority_ttls(&out), vec![5]);
+    }
+
+    #[test]
+    fn stale_render_fixes_ttls_and_carries_the_ede() {
+        let answer =
+            Answer::from_upstream(&upstream_reply(7, "a.test.", &[300, 5]), Instant::now())
+                .expect("valid");
+        let query = client_query("a.test.", true);
+        let ede = Ede {
+            code: 3,
+            text: "stale answer",
+        };
+        let out = answer.render(&query, TtlMode::Fixed(30), &POLICY, Some(ede), 4096);
+        assert_eq!(ttls_of(&out), vec![30, 30]);
+        let message = Message::from_vec(&out).expect("valid");
+        let edns = message.edns.expect("OPT for an EDNS client");
+        let options = edns.options().as_ref();
+        assert_eq!(options.len(), 1, "one EDE option");
     }
 }

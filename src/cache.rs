@@ -1,9 +1,20 @@
-//! The answer cache: a bounded LRU of prepared upstream answers keyed by
-//! question, each with its expiry. Lives in seconds-to-days time, apart from the
-//! in-flight table's milliseconds (see `inflight`).
+//! The answer cache: a bounded LRU of prepared answers and remembered failures,
+//! keyed by question. Lives in seconds-to-days time, apart from the in-flight
+//! table's milliseconds (see `inflight`).
 //!
-//! Entries are `Arc<Answer>`: a hit copies the pointer under the lock and renders
-//! after releasing it, so the lock is held for a hash lookup and nothing more.
+//! What an entry is and how a lookup sees it:
+//! - an answer (positive, or negative per RFC 2308) is *fresh* until its TTL
+//!   runs out, then *stale* for up to `stale_max_age` if serve-stale is on
+//!   (RFC 8767), then gone;
+//! - a failure (upstream SERVFAIL/REFUSED, timeout, network error) is fresh for
+//!   `failure_ttl` and never stale. A failure never replaces an answer: a stale
+//!   answer is preferred over a failure (RFC 8767 §5);
+//! - a fresh answer in the last 10% of an original TTL of at least 10 s asks
+//!   for one prefetch, once.
+//!
+//! Bounded by `entries` and by `max_bytes`: whichever is reached first evicts
+//! the least recently used. Entries are `Arc`s: a hit copies the pointer under
+//! the lock and renders after releasing it.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,98 +24,307 @@ use lru::LruCache;
 use tokio::time::Instant;
 
 use crate::answer::{Answer, TtlPolicy};
+use crate::error::LookupError;
 use crate::metrics::Metrics;
 use crate::query::Key;
 
+/// Entries with a shorter original TTL are not prefetched: refreshing them
+/// would cost more than an occasional miss.
+const PREFETCH_MIN_TTL: u32 = 10;
+
+/// Bookkeeping bytes per entry beyond the answer: LRU node, key, entry.
+const ENTRY_OVERHEAD: usize = 96;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    pub entries: NonZeroUsize,
+    pub max_bytes: usize,
+    pub ttl: TtlPolicy,
+    /// Zero turns the failure cache off.
+    pub failure_ttl: Duration,
+    pub serve_stale: bool,
+    pub stale_max_age: Duration,
+    pub prefetch: bool,
+}
+
+/// What the cache holds for a question at a given instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hit {
+    Fresh {
+        answer: Arc<Answer>,
+        /// Set once per entry, on the first hit in its last 10%: refresh it.
+        prefetch: bool,
+    },
+    /// A remembered failure: answer it at once and refresh in the background.
+    Failed(LookupError),
+    /// Expired but within `stale_max_age`: refresh, and serve this if the
+    /// refresh does not answer in time.
+    Stale(Arc<Answer>),
+    Miss,
+}
+
+#[derive(Debug)]
+enum Value {
+    Answer(Arc<Answer>),
+    Failure(LookupError),
+}
+
 struct Entry {
-    answer: Arc<Answer>,
+    value: Value,
     expires: Instant,
+    original_ttl: u32,
+    bytes: usize,
+    prefetched: bool,
+}
+
+struct Store {
+    entries: LruCache<Key, Entry>,
+    bytes: usize,
 }
 
 pub struct Cache {
-    entries: Mutex<LruCache<Key, Entry>>,
-    policy: TtlPolicy,
+    store: Mutex<Store>,
+    limits: CacheLimits,
     metrics: Arc<Metrics>,
 }
 
 impl Cache {
-    pub fn new(capacity: NonZeroUsize, policy: TtlPolicy, metrics: Arc<Metrics>) -> Cache {
+    pub fn new(limits: CacheLimits, metrics: Arc<Metrics>) -> Cache {
         Cache {
-            entries: Mutex::new(LruCache::new(capacity)),
-            policy,
+            store: Mutex::new(Store {
+                entries: LruCache::new(limits.entries),
+                bytes: 0,
+            }),
+            limits,
             metrics,
         }
     }
 
     pub fn policy(&self) -> &TtlPolicy {
-        &self.policy
+        &self.limits.ttl
     }
 
-    /// A fresh answer for `key`, or `None`. An expired entry is removed on sight.
-    pub fn get(&self, key: &Key, now: Instant) -> Option<Arc<Answer>> {
-        let mut entries = self.lock();
-        let fresh = match entries.get(key) {
-            None => None,
-            Some(entry) if entry.expires > now => Some(Arc::clone(&entry.answer)),
-            Some(_) => {
-                entries.pop(key);
-                None
-            }
+    pub fn get(&self, key: &Key, now: Instant) -> Hit {
+        let mut store = self.lock();
+        let hit = match store.entries.get_mut(key) {
+            None => Hit::Miss,
+            Some(entry) if entry.expires > now => match &entry.value {
+                Value::Failure(error) => Hit::Failed(*error),
+                Value::Answer(answer) => {
+                    let prefetch = self.limits.prefetch
+                        && !entry.prefetched
+                        && entry.original_ttl >= PREFETCH_MIN_TTL
+                        && entry.expires - now
+                            < Duration::from_secs(u64::from(entry.original_ttl)) / 10;
+                    entry.prefetched |= prefetch;
+                    Hit::Fresh {
+                        answer: Arc::clone(answer),
+                        prefetch,
+                    }
+                }
+            },
+            Some(entry) => match &entry.value {
+                Value::Answer(answer)
+                    if self.limits.serve_stale
+                        && now < entry.expires + self.limits.stale_max_age =>
+                {
+                    Hit::Stale(Arc::clone(answer))
+                }
+                _ => {
+                    if let Some(gone) = store.entries.pop(key) {
+                        store.bytes -= gone.bytes;
+                    }
+                    Hit::Miss
+                }
+            },
         };
-        drop(entries);
-        match &fresh {
-            Some(_) => self.metrics.cache_hits.inc(),
-            None => self.metrics.cache_misses.inc(),
-        }
-        fresh
+        drop(store);
+        let counter = match &hit {
+            Hit::Fresh { .. } => &self.metrics.cache_hits,
+            Hit::Failed(_) => &self.metrics.cache_failure_hits,
+            Hit::Stale(_) => &self.metrics.cache_stale_hits,
+            Hit::Miss => &self.metrics.cache_misses,
+        };
+        counter.inc();
+        hit
     }
 
-    /// Stores `answer` if it may be cached; at the bound the least recently used
-    /// entry is evicted.
+    /// Stores `answer` if it may be cached (replacing a failure or a stale
+    /// answer for the same question).
     pub fn insert(&self, key: Key, answer: Arc<Answer>) {
-        let Some(ttl) = answer.cache_ttl(&self.policy) else {
+        let Some(ttl) = answer.cache_ttl(&self.limits.ttl) else {
             return;
         };
         let expires = answer.received() + Duration::from_secs(u64::from(ttl));
-        let evicted = self.lock().push(key.clone(), Entry { answer, expires });
+        let bytes = ENTRY_OVERHEAD + key.name.len() + answer.size();
+        if answer.is_negative() {
+            self.metrics.cache_negative_inserts.inc();
+        }
+        self.store(key, Value::Answer(answer), expires, ttl, bytes);
+    }
+
+    /// Remembers that a lookup failed, for `failure_ttl`, unless an answer
+    /// (fresh or stale) is held for the question: that is better to serve.
+    pub fn insert_failure(&self, key: Key, error: LookupError, now: Instant) {
+        if self.limits.failure_ttl.is_zero() || error == LookupError::Overloaded {
+            return;
+        }
+        {
+            let store = self.lock();
+            if let Some(entry) = store.entries.peek(&key)
+                && matches!(entry.value, Value::Answer(_))
+                && (entry.expires > now
+                    || (self.limits.serve_stale && now < entry.expires + self.limits.stale_max_age))
+            {
+                return;
+            }
+        }
+        let bytes = ENTRY_OVERHEAD + key.name.len();
+        let ttl = crate::answer::whole_seconds(self.limits.failure_ttl);
+        self.store(
+            key,
+            Value::Failure(error),
+            now + self.limits.failure_ttl,
+            ttl,
+            bytes,
+        );
+        self.metrics.cache_failure_inserts.inc();
+    }
+
+    fn store(&self, key: Key, value: Value, expires: Instant, original_ttl: u32, bytes: usize) {
+        let entry = Entry {
+            value,
+            expires,
+            original_ttl,
+            bytes,
+            prefetched: false,
+        };
+        let mut store = self.lock();
+        store.bytes += bytes;
+        let mut evictions = 0;
+        if let Some((old_key, old)) = store.entries.push(key.clone(), entry) {
+            store.bytes -= old.bytes;
+            // `push` also returns the entry it replaced for the same key.
+            evictions += usize::from(old_key != key);
+        }
+        while store.bytes > self.limits.max_bytes && store.entries.len() > 1 {
+            match store.entries.pop_lru() {
+                Some((_, old)) => {
+                    store.bytes -= old.bytes;
+                    evictions += 1;
+                }
+                None => break,
+            }
+        }
+        drop(store);
         self.metrics.cache_inserts.inc();
-        // `push` also returns the old entry when it replaced the same key.
-        if evicted.is_some_and(|(old, _)| old != key) {
+        for _ in 0..evictions {
             self.metrics.cache_evictions.inc();
         }
     }
 
+    /// Removes everything. Returns how many entries went.
+    pub fn flush_all(&self) -> usize {
+        let mut store = self.lock();
+        let removed = store.entries.len();
+        store.entries.clear();
+        store.bytes = 0;
+        removed
+    }
+
+    /// Removes every entry for `name` (a plain wire-format name, any case), all types.
+    pub fn flush_name(&self, name: &[u8]) -> usize {
+        self.flush_where(|key| key.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Removes every entry for `zone` and the names below it (label-wise suffix).
+    pub fn flush_suffix(&self, zone: &[u8]) -> usize {
+        self.flush_where(|key| is_at_or_below(&key.name, zone))
+    }
+
+    fn flush_where(&self, matches: impl Fn(&Key) -> bool) -> usize {
+        let mut store = self.lock();
+        let doomed: Vec<Key> = store
+            .entries
+            .iter()
+            .filter(|(key, _)| matches(key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &doomed {
+            if let Some(entry) = store.entries.pop(key) {
+                store.bytes -= entry.bytes;
+            }
+        }
+        doomed.len()
+    }
+
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn lock(&self) -> MutexGuard<'_, LruCache<Key, Entry>> {
-        // A panic while holding this lock cannot leave the LRU half-updated in a
-        // way that matters more than losing service, so keep serving.
-        self.entries
+    /// Bytes the cache accounts for (what `max_bytes` bounds).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        // Every critical section leaves the store consistent before anything
+        // that could panic, so a poisoned lock still guards valid state.
+        self.store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Whether the plain wire name `name` is `zone` or below it, comparing whole
+/// labels from the right (RFC 4343 case-insensitively): "b.example." is below
+/// "example." but "bexample." is not.
+fn is_at_or_below(name: &[u8], zone: &[u8]) -> bool {
+    let mut at = 0;
+    loop {
+        let rest = &name[at..];
+        if rest.eq_ignore_ascii_case(zone) {
+            return true;
+        }
+        match rest.first() {
+            Some(&len) if len > 0 && len & 0xc0 == 0 => at += 1 + usize::from(len),
+            _ => return false,
+        }
+        if at >= name.len() {
+            return false;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::answer::tests::{client_query, upstream_reply};
+    use crate::answer::tests::{client_query, negative_reply, upstream_reply};
 
-    fn cache(capacity: usize) -> Cache {
-        Cache::new(
-            NonZeroUsize::new(capacity).expect("non-zero"),
-            TtlPolicy {
-                min: 0,
-                max: 86_400,
-            },
-            Arc::new(Metrics::default()),
-        )
+    const POLICY: TtlPolicy = TtlPolicy {
+        min: 0,
+        max: 86_400,
+        negative_max: 3600,
+    };
+
+    fn limits() -> CacheLimits {
+        CacheLimits {
+            entries: NonZeroUsize::new(100).expect("non-zero"),
+            max_bytes: 1 << 20,
+            ttl: POLICY,
+            failure_ttl: Duration::from_secs(5),
+            serve_stale: true,
+            stale_max_age: Duration::from_secs(3600),
+            prefetch: true,
+        }
+    }
+
+    fn cache(limits: CacheLimits) -> Cache {
+        Cache::new(limits, Arc::new(Metrics::default()))
     }
 
     fn prepared(name: &str, ttl: u32) -> (Key, Arc<Answer>) {
@@ -113,32 +333,203 @@ mod tests {
         (client_query(name, false).key, Arc::new(answer))
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn entry_expires_after_its_ttl() {
-        let cache = cache(10);
-        let (key, answer) = prepared("a.test.", 60);
-        cache.insert(key.clone(), answer);
-        tokio::time::advance(Duration::from_secs(59)).await;
-        assert!(cache.get(&key, Instant::now()).is_some());
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(cache.get(&key, Instant::now()).is_none());
-        assert!(cache.is_empty(), "an expired entry is removed on sight");
+    fn is_fresh(hit: &Hit) -> bool {
+        matches!(hit, Hit::Fresh { .. })
     }
 
     #[tokio::test(start_paused = true)]
-    async fn least_recently_used_is_evicted_at_the_bound() {
-        let cache = cache(2);
+    async fn answer_is_fresh_then_stale_then_gone() {
+        let cache = cache(limits());
+        let (key, answer) = prepared("a.test.", 60);
+        cache.insert(key.clone(), answer);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(is_fresh(&cache.get(&key, Instant::now())));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(matches!(cache.get(&key, Instant::now()), Hit::Stale(_)));
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        assert!(matches!(cache.get(&key, Instant::now()), Hit::Stale(_)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(cache.get(&key, Instant::now()), Hit::Miss);
+        assert!(
+            cache.is_empty(),
+            "an entry past stale_max_age is removed on sight"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_serve_stale_an_expired_entry_is_a_miss() {
+        let cache = cache(CacheLimits {
+            serve_stale: false,
+            ..limits()
+        });
+        let (key, answer) = prepared("a.test.", 60);
+        cache.insert(key.clone(), answer);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(cache.get(&key, Instant::now()), Hit::Miss);
+        assert!(cache.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failure_is_remembered_for_failure_ttl_and_never_replaces_an_answer() {
+        let cache = cache(limits());
+        let key = client_query("down.test.", false).key;
+        cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
+        tokio::time::advance(Duration::from_millis(4_999)).await;
+        assert_eq!(
+            cache.get(&key, Instant::now()),
+            Hit::Failed(LookupError::Timeout)
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(cache.get(&key, Instant::now()), Hit::Miss);
+
+        // A good answer replaces a failure at once.
+        cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
+        let (_, answer) = prepared("down.test.", 60);
+        cache.insert(key.clone(), answer);
+        assert!(is_fresh(&cache.get(&key, Instant::now())));
+        // A failure does not replace a fresh answer, nor a stale one.
+        cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
+        assert!(is_fresh(&cache.get(&key, Instant::now())));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
+        assert!(matches!(cache.get(&key, Instant::now()), Hit::Stale(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failure_ttl_zero_turns_the_failure_cache_off() {
+        let cache = cache(CacheLimits {
+            failure_ttl: Duration::ZERO,
+            ..limits()
+        });
+        let key = client_query("down.test.", false).key;
+        cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
+        assert_eq!(cache.get(&key, Instant::now()), Hit::Miss);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefetch_is_asked_once_in_the_last_tenth_of_the_ttl() {
+        let cache = cache(limits());
+        let (key, answer) = prepared("popular.test.", 100);
+        cache.insert(key.clone(), answer);
+        let prefetch = |hit: Hit| match hit {
+            Hit::Fresh { prefetch, .. } => prefetch,
+            other => panic!("expected fresh, got {other:?}"),
+        };
+        tokio::time::advance(Duration::from_secs(90)).await;
+        assert!(
+            !prefetch(cache.get(&key, Instant::now())),
+            "10 s left: not yet"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(prefetch(cache.get(&key, Instant::now())));
+        for _ in 0..100 {
+            assert!(!prefetch(cache.get(&key, Instant::now())), "only once");
+        }
+        // Short TTLs are not prefetched.
+        let (short, answer) = prepared("short.test.", 9);
+        cache.insert(short.clone(), answer);
+        tokio::time::advance(Duration::from_millis(8_500)).await;
+        assert!(!prefetch(cache.get(&short, Instant::now())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn negative_answers_are_cached_for_their_negative_ttl() {
+        let cache = cache(limits());
+        let key = client_query("nx.test.", false).key;
+        let answer = Answer::from_upstream(
+            &negative_reply("nx.test.", true, None, Some((3600, 60))),
+            Instant::now(),
+        )
+        .expect("valid");
+        cache.insert(key.clone(), Arc::new(answer));
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(is_fresh(&cache.get(&key, Instant::now())));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(matches!(cache.get(&key, Instant::now()), Hit::Stale(_)));
+        assert_eq!(cache.metrics.cache_negative_inserts.get(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn least_recently_used_is_evicted_at_the_entry_bound() {
+        let cache = cache(CacheLimits {
+            entries: NonZeroUsize::new(2).expect("non-zero"),
+            ..limits()
+        });
         let (a, answer_a) = prepared("a.test.", 60);
         let (b, answer_b) = prepared("b.test.", 60);
         let (c, answer_c) = prepared("c.test.", 60);
         cache.insert(a.clone(), answer_a);
         cache.insert(b.clone(), answer_b);
-        assert!(cache.get(&a, Instant::now()).is_some()); // a is now more recent than b
+        assert!(is_fresh(&cache.get(&a, Instant::now())));
         cache.insert(c.clone(), answer_c);
         assert_eq!(cache.len(), 2);
-        assert!(cache.get(&b, Instant::now()).is_none());
-        assert!(cache.get(&a, Instant::now()).is_some());
-        assert!(cache.get(&c, Instant::now()).is_some());
+        assert_eq!(cache.get(&b, Instant::now()), Hit::Miss);
+        assert!(is_fresh(&cache.get(&a, Instant::now())));
+        assert!(is_fresh(&cache.get(&c, Instant::now())));
         assert_eq!(cache.metrics.cache_evictions.get(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn least_recently_used_is_evicted_at_the_byte_bound() {
+        let (a, answer_a) = prepared("a.test.", 60);
+        let one = ENTRY_OVERHEAD + a.name.len() + answer_a.size();
+        let cache = cache(CacheLimits {
+            max_bytes: 3 * one,
+            ..limits()
+        });
+        cache.insert(a.clone(), answer_a);
+        for name in ["b.test.", "c.test."] {
+            let (key, answer) = prepared(name, 60);
+            cache.insert(key, answer);
+        }
+        assert_eq!((cache.len(), cache.bytes()), (3, 3 * one));
+        let (d, answer_d) = prepared("d.test.", 60);
+        cache.insert(d.clone(), answer_d);
+        assert_eq!((cache.len(), cache.bytes()), (3, 3 * one));
+        assert_eq!(
+            cache.get(&a, Instant::now()),
+            Hit::Miss,
+            "a was least recent"
+        );
+        assert!(is_fresh(&cache.get(&d, Instant::now())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flush_all_one_name_or_a_suffix() {
+        let cache = cache(limits());
+        let names = [
+            "www.example.test.",
+            "mail.example.test.",
+            "example.test.",
+            "other.test.",
+        ];
+        for name in names {
+            let (key, answer) = prepared(name, 60);
+            cache.insert(key, answer);
+        }
+        let mut aaaa = client_query("www.example.test.", false).key;
+        aaaa.qtype = 28;
+        let (_, answer) = prepared("www.example.test.", 60);
+        cache.insert(aaaa, answer);
+        assert_eq!(cache.len(), 5);
+        let wire = |name: &str| client_query(name, false).key.name;
+        assert_eq!(
+            cache.flush_name(&wire("WWW.example.test.")),
+            2,
+            "A and AAAA"
+        );
+        assert_eq!(cache.flush_suffix(&wire("example.test.")), 2);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.flush_all(), 1);
+        assert_eq!((cache.len(), cache.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn suffix_matches_whole_labels() {
+        let wire = |name: &str| client_query(name, false).key.name;
+        assert!(is_at_or_below(&wire("a.b.example."), &wire("example.")));
+        assert!(is_at_or_below(&wire("example."), &wire("example.")));
+        assert!(!is_at_or_below(&wire("bexample."), &wire("example.")));
+        assert!(is_at_or_below(&wire("anything."), &wire(".")));
     }
 }

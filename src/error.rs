@@ -14,6 +14,8 @@ pub const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
 pub const EDE_NETWORK_ERROR: u16 = 23;
 /// RFC 8914 §4.1: Other, with text saying what.
 pub const EDE_OTHER: u16 = 0;
+/// RFC 8914 §4.4: the answer is stale (RFC 8767).
+pub const EDE_STALE_ANSWER: u16 = 3;
 
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 pub enum LookupError {
@@ -23,6 +25,10 @@ pub enum LookupError {
     Network(io::ErrorKind),
     #[error("too many lookups in flight or waiters on one lookup")]
     Overloaded,
+    /// The upstream answered SERVFAIL or REFUSED (this RCODE); remembered by
+    /// the failure cache.
+    #[error("the upstream answered with RCODE {0}")]
+    Upstream(u8),
 }
 
 impl LookupError {
@@ -48,6 +54,20 @@ impl LookupError {
                 Ede {
                     code: EDE_OTHER,
                     text: "overloaded",
+                },
+            ),
+            LookupError::Upstream(rcode::REFUSED) => (
+                rcode::SERVFAIL,
+                Ede {
+                    code: EDE_OTHER,
+                    text: "upstream refused the query",
+                },
+            ),
+            LookupError::Upstream(_) => (
+                rcode::SERVFAIL,
+                Ede {
+                    code: EDE_OTHER,
+                    text: "upstream answered SERVFAIL",
                 },
             ),
         }

@@ -1,25 +1,37 @@
 //! One query's path, bytes in and bytes out, shared by UDP and TCP:
 //! validate → cache → coalesce → upstream, all inside the query's deadline.
 //!
-//! A cache hit or a rejection is answered synchronously, on the receiving task.
-//! A miss becomes a [`PendingQuery`] that waits (until its own deadline) for the
-//! lookup in the in-flight table; the first asker's miss also spawns that
-//! lookup, which the table owns.
+//! A fresh cache hit, a remembered failure or a rejection is answered
+//! synchronously, on the receiving task. A miss becomes a [`PendingQuery`] that
+//! waits (until its own deadline) for the lookup in the in-flight table; the
+//! first asker's miss also spawns that lookup, which the table owns.
+//!
+//! The cache rules that keep callers answered during an outage live here:
+//! - a remembered failure is answered at once and a background refresh is made
+//!   sure to be in flight (one per question): the first good answer replaces it;
+//! - a stale entry (RFC 8767) starts or joins a refresh; the client waits for it
+//!   until `stale_answer_after`, then gets the stale answer with TTL `stale_ttl`
+//!   and EDE 3; a refresh that fails sooner gives it the stale answer sooner;
+//! - a fresh entry in the last tenth of its TTL is prefetched, once;
+//! - every lookup's end updates the cache: answers (positive or negative)
+//!   replace what was there; failures are remembered unless an answer is held,
+//!   and so is a client's own timeout, so glibc's immediate retry after a
+//!   SERVFAIL is answered from the failure cache instead of waiting again.
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::answer::{Answer, TtlPolicy};
-use crate::cache::Cache;
-use crate::error::LookupError;
+use crate::answer::{Answer, TtlMode};
+use crate::cache::{Cache, CacheLimits, Hit};
+use crate::error::{EDE_STALE_ANSWER, LookupError};
 use crate::inflight::{Inflight, InflightGauges, Joined, LookupHandle, Outcome, Waiter};
 use crate::metrics::Metrics;
 use crate::query::{ClientQuery, Rejected};
 use crate::response;
 use crate::upstream::{Question, Upstream};
+use crate::wire::Ede;
 
 /// A lookup may outlive its first asker's deadline so that askers who joined it
 /// later still get an answer that arrives in their time. It is cancelled as soon
@@ -47,9 +59,18 @@ pub struct ResolverLimits {
     pub deadline: Duration,
     pub max_inflight: usize,
     pub max_waiters: usize,
-    pub cache_entries: NonZeroUsize,
-    pub ttl: TtlPolicy,
+    pub cache: CacheLimits,
+    /// When serving stale is allowed, how long a client waits for the refresh.
+    pub stale_answer_after: Duration,
+    /// The TTL written on stale answers.
+    pub stale_ttl: u32,
 }
+
+/// RFC 8767 §4: a stale answer says so.
+const STALE_EDE: Ede = Ede {
+    code: EDE_STALE_ANSWER,
+    text: "stale answer",
+};
 
 pub struct Resolver {
     cache: Cache,
@@ -57,12 +78,14 @@ pub struct Resolver {
     upstream: Upstream,
     metrics: Arc<Metrics>,
     deadline: Duration,
+    stale_answer_after: Duration,
+    stale_ttl: u32,
 }
 
 impl Resolver {
     pub fn new(upstream: Upstream, limits: ResolverLimits, metrics: Arc<Metrics>) -> Arc<Resolver> {
         Arc::new(Resolver {
-            cache: Cache::new(limits.cache_entries, limits.ttl, Arc::clone(&metrics)),
+            cache: Cache::new(limits.cache, Arc::clone(&metrics)),
             inflight: Inflight::new(
                 limits.max_inflight,
                 limits.max_waiters,
@@ -71,7 +94,14 @@ impl Resolver {
             upstream,
             metrics,
             deadline: limits.deadline,
+            stale_answer_after: limits.stale_answer_after,
+            stale_ttl: limits.stale_ttl,
         })
+    }
+
+    /// The cache, for operators' flush commands.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -111,30 +141,69 @@ impl Resolver {
             Err(Rejected::Reply(reply)) => return self.reply(reply),
         };
         tracing::trace!(id = query.id, qtype = query.key.qtype, "query");
-        if let Some(answer) = self.cache.get(&query.key, arrival) {
-            return self.reply(self.render(&answer, &query, transport, arrival));
-        }
-        let deadline = arrival + self.deadline;
-        let waiter = match self.inflight.join(&query.key) {
+        let stale = match self.cache.get(&query.key, arrival) {
+            Hit::Fresh { answer, prefetch } => {
+                if prefetch {
+                    self.refresh(&query, arrival, &self.metrics.prefetches);
+                }
+                let reply = self.render(&answer, &query, transport, TtlMode::Aged(arrival), None);
+                return self.reply(reply);
+            }
+            Hit::Failed(error) => {
+                self.refresh(&query, arrival, &self.metrics.refreshes);
+                return self.reply(self.failure(&query, error));
+            }
+            Hit::Stale(answer) => Some(answer),
+            Hit::Miss => None,
+        };
+        let background = stale.is_some();
+        let waiter = match self.inflight.join(&query.key, background) {
             Joined::Leader { waiter, lookup } => {
-                let question = Arc::new(Question::new(&query.question, &query.key));
-                let lookup_deadline = arrival + self.deadline * LOOKUP_LIFETIME_IN_DEADLINES;
-                tokio::spawn(Arc::clone(self).lookup(lookup, question, lookup_deadline));
+                if background {
+                    self.metrics.refreshes.inc();
+                }
+                self.spawn_lookup(lookup, &query, arrival);
                 waiter
             }
             Joined::Follower(waiter) => waiter,
-            Joined::Overloaded => {
-                let reply = self.failure(&query, LookupError::Overloaded);
-                return self.reply(reply);
-            }
+            Joined::Overloaded => match stale {
+                // Better a stale answer than "overloaded" (RFC 8767 §5).
+                Some(answer) => return self.reply(self.stale_reply(&answer, &query, transport)),
+                None => return self.reply(self.failure(&query, LookupError::Overloaded)),
+            },
         };
+        let deadline = arrival
+            + match stale {
+                Some(_) => self.stale_answer_after,
+                None => self.deadline,
+            };
         Handled::Wait(PendingQuery {
             resolver: Arc::clone(self),
             query,
             waiter,
             deadline,
             transport,
+            stale,
         })
+    }
+
+    /// Makes sure a background refresh of the query's question is in flight.
+    fn refresh(
+        self: &Arc<Self>,
+        query: &ClientQuery,
+        now: Instant,
+        counter: &crate::metrics::Counter,
+    ) {
+        if let Some(lookup) = self.inflight.refresh(&query.key) {
+            counter.inc();
+            self.spawn_lookup(lookup, query, now);
+        }
+    }
+
+    fn spawn_lookup(self: &Arc<Self>, lookup: LookupHandle, query: &ClientQuery, now: Instant) {
+        let question = Arc::new(Question::new(&query.question, &query.key));
+        let lookup_deadline = now + self.deadline * LOOKUP_LIFETIME_IN_DEADLINES;
+        tokio::spawn(Arc::clone(self).lookup(lookup, question, lookup_deadline));
     }
 
     /// Runs one upstream lookup for the table. It stops early when its last
@@ -149,8 +218,17 @@ impl Resolver {
             result = self.upstream.exchange(question, deadline) => result.map(Arc::new),
             () = lookup.cancelled() => return,
         };
-        if let Ok(answer) = &outcome {
-            self.cache.insert(lookup.key().clone(), Arc::clone(answer));
+        match &outcome {
+            Ok(answer) if answer.is_failure() => {
+                let error = LookupError::Upstream(answer.rcode());
+                self.cache
+                    .insert_failure(lookup.key().clone(), error, Instant::now());
+            }
+            Ok(answer) => self.cache.insert(lookup.key().clone(), Arc::clone(answer)),
+            Err(error) => {
+                self.cache
+                    .insert_failure(lookup.key().clone(), *error, Instant::now());
+            }
         }
         lookup.complete(outcome);
     }
@@ -160,13 +238,25 @@ impl Resolver {
         answer: &Answer,
         query: &ClientQuery,
         transport: Transport,
-        now: Instant,
+        ttl: TtlMode,
+        ede: Option<Ede>,
     ) -> Vec<u8> {
         let limit = match transport {
             Transport::Udp => query.udp_limit(),
             Transport::Tcp => usize::from(u16::MAX),
         };
-        answer.render(query, now, self.cache.policy(), limit)
+        answer.render(query, ttl, self.cache.policy(), ede, limit)
+    }
+
+    fn stale_reply(&self, answer: &Answer, query: &ClientQuery, transport: Transport) -> Vec<u8> {
+        self.metrics.stale_answers.inc();
+        self.render(
+            answer,
+            query,
+            transport,
+            TtlMode::Fixed(self.stale_ttl),
+            Some(STALE_EDE),
+        )
     }
 
     fn failure(&self, query: &ClientQuery, error: LookupError) -> Vec<u8> {
@@ -185,19 +275,38 @@ pub struct PendingQuery {
     resolver: Arc<Resolver>,
     query: ClientQuery,
     waiter: Waiter,
+    /// `arrival + deadline`, or `arrival + stale_answer_after` with a stale answer.
     deadline: Instant,
     transport: Transport,
+    /// What to serve if the refresh does not answer well in time.
+    stale: Option<Arc<Answer>>,
 }
 
 impl PendingQuery {
     /// The response, ready no later than the query's deadline.
     pub async fn response(self) -> Vec<u8> {
         let resolver = self.resolver;
-        let reply = match self.waiter.wait(self.deadline).await {
-            Ok(answer) => resolver.render(&answer, &self.query, self.transport, Instant::now()),
-            Err(error) => {
-                tracing::debug!(id = self.query.id, %error, "lookup failed");
-                resolver.failure(&self.query, error)
+        let query = &self.query;
+        let outcome = self.waiter.wait(self.deadline).await;
+        let reply = match (outcome, self.stale) {
+            (Ok(answer), Some(stale)) if answer.is_failure() => {
+                resolver.stale_reply(&stale, query, self.transport)
+            }
+            (Ok(answer), _) => {
+                let now = Instant::now();
+                resolver.render(&answer, query, self.transport, TtlMode::Aged(now), None)
+            }
+            (Err(_), Some(stale)) => resolver.stale_reply(&stale, query, self.transport),
+            (Err(error), None) => {
+                tracing::debug!(id = query.id, %error, "lookup failed");
+                if error == LookupError::Timeout {
+                    // The lookup may go on for later askers, but this client's
+                    // retry should not wait a whole deadline again.
+                    resolver
+                        .cache
+                        .insert_failure(query.key.clone(), error, Instant::now());
+                }
+                resolver.failure(query, error)
             }
         };
         resolver.metrics.count_response(&reply);

@@ -7,6 +7,8 @@
 //!   its lookup at once, not when the lookup ends;
 //! - a lookup that no one waits for any more is removed from the table and
 //!   cancelled, so the next query starts a fresh one and never joins a dead one;
+//!   except a background refresh (failure or stale hit, prefetch), which runs to
+//!   its own deadline with or without waiters, at most one per question;
 //! - a lookup that ends (answer, failure, its own deadline, or its task being
 //!   dropped) leaves the table and answers every remaining waiter exactly once;
 //! - at `max_inflight` lookups or `max_waiters` on one lookup, joining fails at
@@ -49,6 +51,8 @@ struct Lookup {
     generation: u64,
     waiters: Vec<(u64, oneshot::Sender<Outcome>)>,
     cancel: CancellationToken,
+    /// A refresh whose answer the cache wants: not cancelled when waiterless.
+    background: bool,
 }
 
 /// The result of asking to wait for a key.
@@ -81,7 +85,10 @@ impl Inflight {
         })
     }
 
-    pub fn join(self: &Arc<Self>, key: &Key) -> Joined {
+    /// Waits for `key`, leading a new lookup if none is in flight. With
+    /// `background`, the lookup runs to its end even if every waiter leaves (the
+    /// cache wants its answer: a stale entry is being refreshed).
+    pub fn join(self: &Arc<Self>, key: &Key, background: bool) -> Joined {
         let (tx, rx) = oneshot::channel();
         let mut table = self.lock();
         let waiter_id = table.next_id;
@@ -93,6 +100,7 @@ impl Inflight {
                 return Joined::Overloaded;
             }
             lookup.waiters.push((waiter_id, tx));
+            lookup.background |= background;
             let generation = lookup.generation;
             table.waiters += 1;
             drop(table);
@@ -104,28 +112,59 @@ impl Inflight {
             self.metrics.overload_answers.inc();
             return Joined::Overloaded;
         }
-        let generation = waiter_id;
+        let lookup = self.insert(&mut table, key, vec![(waiter_id, tx)], background);
+        table.waiters += 1;
+        drop(table);
+        Joined::Leader {
+            waiter: self.waiter(key, lookup.generation, waiter_id, rx),
+            lookup,
+        }
+    }
+
+    /// Makes sure a background refresh of `key` is in flight: marks the lookup
+    /// in flight as background, or returns a new one for the caller to run.
+    /// `None` also when `max_inflight` lookups are running (counted: the
+    /// refresh is skipped, the next hit tries again).
+    pub fn refresh(self: &Arc<Self>, key: &Key) -> Option<LookupHandle> {
+        let mut table = self.lock();
+        if let Some(lookup) = table.lookups.get_mut(key) {
+            lookup.background = true;
+            return None;
+        }
+        if table.lookups.len() >= self.max_inflight {
+            drop(table);
+            self.metrics.refreshes_skipped.inc();
+            return None;
+        }
+        Some(self.insert(&mut table, key, Vec::new(), true))
+    }
+
+    fn insert(
+        self: &Arc<Self>,
+        table: &mut Table,
+        key: &Key,
+        waiters: Vec<(u64, oneshot::Sender<Outcome>)>,
+        background: bool,
+    ) -> LookupHandle {
+        let generation = table.next_id;
+        table.next_id += 1;
         let cancel = CancellationToken::new();
         table.lookups.insert(
             key.clone(),
             Lookup {
                 generation,
-                waiters: vec![(waiter_id, tx)],
+                waiters,
                 cancel: cancel.clone(),
+                background,
             },
         );
-        table.waiters += 1;
-        drop(table);
         self.metrics.lookups_started.inc();
-        Joined::Leader {
-            waiter: self.waiter(key, generation, waiter_id, rx),
-            lookup: LookupHandle {
-                table: Arc::clone(self),
-                key: key.clone(),
-                generation,
-                cancel,
-                completed: false,
-            },
+        LookupHandle {
+            table: Arc::clone(self),
+            key: key.clone(),
+            generation,
+            cancel,
+            completed: false,
         }
     }
 
@@ -169,7 +208,7 @@ impl Inflight {
             return;
         };
         lookup.waiters.swap_remove(position);
-        let now_empty = lookup.waiters.is_empty();
+        let now_empty = lookup.waiters.is_empty() && !lookup.background;
         table.waiters -= 1;
         let cancelled = if now_empty {
             table.lookups.remove(key).map(|lookup| lookup.cancel)
@@ -334,10 +373,10 @@ mod tests {
     async fn waiter_leaves_at_its_deadline_and_later_waiters_still_get_the_answer() {
         let (inflight, metrics) = table(10, 10);
         let start = Instant::now();
-        let (first, lookup) = leader(inflight.join(&key("a")));
+        let (first, lookup) = leader(inflight.join(&key("a"), false));
         let first = tokio::spawn(first.wait(start + Duration::from_millis(300)));
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let second = follower(inflight.join(&key("a")));
+        let second = follower(inflight.join(&key("a"), false));
         let second = tokio::spawn(second.wait(start + Duration::from_millis(500)));
 
         assert_eq!(first.await.ok(), Some(Err(LookupError::Timeout)));
@@ -369,7 +408,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn lookup_without_waiters_is_removed_and_cancelled() {
         let (inflight, metrics) = table(10, 10);
-        let (waiter, lookup) = leader(inflight.join(&key("a")));
+        let (waiter, lookup) = leader(inflight.join(&key("a"), false));
         let deadline = Instant::now() + Duration::from_millis(300);
         assert_eq!(waiter.wait(deadline).await, Err(LookupError::Timeout));
         assert_eq!(
@@ -383,7 +422,7 @@ mod tests {
         lookup.cancelled().await;
         assert_eq!(metrics.lookups_cancelled.get(), 1);
         // The next query starts afresh.
-        let (_waiter, _lookup) = leader(inflight.join(&key("a")));
+        let (_waiter, _lookup) = leader(inflight.join(&key("a"), false));
         // The old handle completing late must not touch the new lookup.
         lookup.complete(Err(LookupError::Timeout));
         assert_eq!(
@@ -398,7 +437,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn dropped_lookup_handle_answers_waiters() {
         let (inflight, _) = table(10, 10);
-        let (waiter, lookup) = leader(inflight.join(&key("a")));
+        let (waiter, lookup) = leader(inflight.join(&key("a"), false));
         drop(lookup);
         let outcome = waiter.wait(Instant::now() + Duration::from_secs(5)).await;
         assert_eq!(outcome, Err(LookupError::Timeout));
@@ -414,11 +453,17 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn limits_answer_overloaded_at_the_edge() {
         let (inflight, metrics) = table(2, 2);
-        let (_w1, _l1) = leader(inflight.join(&key("a")));
-        let _w2 = follower(inflight.join(&key("a")));
-        assert!(matches!(inflight.join(&key("a")), Joined::Overloaded));
-        let (_w3, _l3) = leader(inflight.join(&key("b")));
-        assert!(matches!(inflight.join(&key("c")), Joined::Overloaded));
+        let (_w1, _l1) = leader(inflight.join(&key("a"), false));
+        let _w2 = follower(inflight.join(&key("a"), false));
+        assert!(matches!(
+            inflight.join(&key("a"), false),
+            Joined::Overloaded
+        ));
+        let (_w3, _l3) = leader(inflight.join(&key("b"), false));
+        assert!(matches!(
+            inflight.join(&key("c"), false),
+            Joined::Overloaded
+        ));
         assert_eq!(metrics.overload_answers.get(), 2);
         assert_eq!(
             inflight.gauges(),
@@ -432,8 +477,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn dropped_waiter_leaves_at_once() {
         let (inflight, _) = table(10, 10);
-        let (_w1, _lookup) = leader(inflight.join(&key("a")));
-        let w2 = follower(inflight.join(&key("a")));
+        let (_w1, _lookup) = leader(inflight.join(&key("a"), false));
+        let w2 = follower(inflight.join(&key("a"), false));
         assert_eq!(inflight.gauges().waiters, 2);
         drop(w2);
         assert_eq!(
@@ -443,5 +488,78 @@ mod tests {
                 waiters: 1
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod refresh_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn key(name: &str) -> Key {
+        Key {
+            name: name.as_bytes().into(),
+            qtype: 1,
+            qclass: 1,
+            dnssec_ok: false,
+            checking_disabled: false,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_refresh_per_key_and_it_survives_its_waiters_leaving() {
+        let metrics = Arc::new(Metrics::default());
+        let inflight = Inflight::new(10, 10, Arc::clone(&metrics));
+        let refresh = inflight.refresh(&key("a")).expect("starts a refresh");
+        assert!(inflight.refresh(&key("a")).is_none(), "at most one");
+        // A client joins the refresh, then gives up: the refresh goes on.
+        let waiter = match inflight.join(&key("a"), false) {
+            Joined::Follower(waiter) => waiter,
+            _ => panic!("expected to follow the refresh"),
+        };
+        let outcome = waiter
+            .wait(Instant::now() + Duration::from_millis(10))
+            .await;
+        assert_eq!(outcome, Err(LookupError::Timeout));
+        assert_eq!(
+            inflight.gauges(),
+            InflightGauges {
+                lookups: 1,
+                waiters: 0
+            }
+        );
+        refresh.complete(Err(LookupError::Timeout));
+        assert_eq!(
+            inflight.gauges(),
+            InflightGauges {
+                lookups: 0,
+                waiters: 0
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_lookup_asked_to_refresh_becomes_background() {
+        let metrics = Arc::new(Metrics::default());
+        let inflight = Inflight::new(10, 10, Arc::clone(&metrics));
+        let (waiter, lookup) = match inflight.join(&key("a"), false) {
+            Joined::Leader { waiter, lookup } => (waiter, lookup),
+            _ => panic!("expected to lead"),
+        };
+        assert!(inflight.refresh(&key("a")).is_none());
+        drop(waiter);
+        assert_eq!(inflight.gauges().lookups, 1, "kept for the cache");
+        lookup.complete(Err(LookupError::Timeout));
+        assert_eq!(inflight.gauges().lookups, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_is_skipped_at_max_inflight() {
+        let metrics = Arc::new(Metrics::default());
+        let inflight = Inflight::new(1, 10, Arc::clone(&metrics));
+        let _first = inflight.refresh(&key("a")).expect("room for one");
+        assert!(inflight.refresh(&key("b")).is_none());
+        assert_eq!(metrics.refreshes_skipped.get(), 1);
     }
 }

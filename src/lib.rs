@@ -43,7 +43,8 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::answer::TtlPolicy;
+use crate::answer::{TtlPolicy, whole_seconds};
+use crate::cache::CacheLimits;
 use crate::config::{Config, ConfigError};
 use crate::handler::{Resolver, ResolverLimits};
 use crate::inflight::InflightGauges;
@@ -77,6 +78,7 @@ impl Server {
         let upstreams = config.upstreams()?;
         tracing::info!(?upstreams, "upstream servers");
         let limits = &config.limits;
+        let cache = &config.cache;
         let metrics = Arc::new(Metrics::default());
         let upstream = Upstream::new(upstreams, limits.attempt_timeout, Arc::clone(&metrics));
         let resolver = Resolver::new(
@@ -85,8 +87,17 @@ impl Server {
                 deadline: limits.deadline,
                 max_inflight: limits.max_inflight,
                 max_waiters: limits.max_waiters,
-                cache_entries: NonZeroUsize::new(config.cache.entries).unwrap_or(NonZeroUsize::MIN),
-                ttl: TtlPolicy::new(config.cache.min_ttl, config.cache.max_ttl),
+                cache: CacheLimits {
+                    entries: NonZeroUsize::new(cache.entries).unwrap_or(NonZeroUsize::MIN),
+                    max_bytes: cache.max_bytes,
+                    ttl: TtlPolicy::new(cache.min_ttl, cache.max_ttl, cache.negative_max_ttl),
+                    failure_ttl: cache.failure_ttl,
+                    serve_stale: cache.serve_stale,
+                    stale_max_age: cache.stale_max_age,
+                    prefetch: cache.prefetch,
+                },
+                stale_answer_after: config.stale_answer_after(),
+                stale_ttl: whole_seconds(cache.stale_ttl),
             },
             metrics,
         );
@@ -150,5 +161,10 @@ impl Stats {
 
     pub fn cache_entries(&self) -> usize {
         self.0.cache_len()
+    }
+
+    /// The cache, e.g. to flush it.
+    pub fn cache(&self) -> &cache::Cache {
+        self.0.cache()
     }
 }

@@ -25,8 +25,23 @@ pub struct Metrics {
     /// Responses sent, by RCODE (the low 4 bits).
     pub responses_by_rcode: [Counter; 16],
     pub responses_truncated: Counter,
+    /// Fresh answers (positive or negative) served from the cache.
     pub cache_hits: Counter,
     pub cache_misses: Counter,
+    /// Questions answered at once from a remembered failure.
+    pub cache_failure_hits: Counter,
+    /// Hits on expired entries within `stale_max_age` (a refresh follows).
+    pub cache_stale_hits: Counter,
+    /// Stale answers actually sent (EDE 3), RFC 8767.
+    pub stale_answers: Counter,
+    pub cache_negative_inserts: Counter,
+    pub cache_failure_inserts: Counter,
+    /// Background refreshes started because an entry neared its expiry.
+    pub prefetches: Counter,
+    /// Background refreshes started for a failure or stale hit.
+    pub refreshes: Counter,
+    /// Refreshes not started because `max_inflight` lookups were running.
+    pub refreshes_skipped: Counter,
     pub cache_inserts: Counter,
     pub cache_evictions: Counter,
     /// Queries that joined a lookup already in flight.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::punctual::{TEST_DEADLINE, start};
+use common::punctual::{TEST_DEADLINE, core_config, start, start_with};
 use common::{
     Behavior, ClientError, FakeUpstream, QueryOpts, Reply, UPSTREAM_EDNS_PAYLOAD, build_query,
     loopback, query_tcp, query_udp,
@@ -458,7 +458,7 @@ async fn upstream_servfail_and_refused_are_passed_through_and_not_cached() {
     let upstream = FakeUpstream::start(loopback(45)).await;
     upstream.add_a("sf.fail.test", "192.0.2.45", 300);
     upstream.add_a("ref.fail.test", "192.0.2.46", 300);
-    let server = start(upstream.addr()).await;
+    let server = start_with(core_config(&[upstream.addr()])).await;
     for (behavior, name, rcode) in [
         (Behavior::Servfail, "sf.fail.test", ResponseCode::ServFail),
         (Behavior::Refused, "ref.fail.test", ResponseCode::Refused),

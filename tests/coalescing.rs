@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ::punctual::config::Config;
 use ::punctual::inflight::InflightGauges;
-use common::punctual::{TEST_DEADLINE, TestServer, start_with, test_config};
+use common::punctual::{TEST_DEADLINE, TestServer, core_config, start_with, test_config};
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -108,7 +108,7 @@ async fn wait_for_gauges(server: &TestServer, want: InflightGauges) {
 /// The test config with retransmission pushed out to the deadline, so an
 /// upstream that answers within it is asked exactly once per lookup.
 fn one_attempt_config(upstream: SocketAddr) -> Config {
-    let mut config = test_config(&[upstream]);
+    let mut config = core_config(&[upstream]);
     config.limits.attempt_timeout = TEST_DEADLINE;
     config
 }

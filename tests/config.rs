@@ -6,6 +6,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
 };
 
 use punctual::config::{Config, ConfigError};
@@ -92,15 +93,63 @@ fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
         "tcp_max_connections",
         "tcp_idle_timeout",
         "entries",
+        "max_bytes",
         "min_ttl",
         "max_ttl",
+        "negative_max_ttl",
+        "failure_ttl",
+        "serve_stale",
+        "stale_max_age",
+        // Set to "auto": its default is derived from [limits] deadline.
+        "stale_answer_after",
+        "stale_ttl",
+        "prefetch",
     ] {
         let set = text
             .lines()
             .any(|line| line.starts_with(&format!("{key} = ")));
         assert!(set, "conf/punctual.toml does not set {key}");
     }
+    // The same from the other side: every field the config tree knows, as listed by
+    // the error for an unknown key, is set in its section of the shipped file, so a
+    // field added to the tree but not to the file fails here even if not listed above.
+    let shipped: toml::Table = text.parse().unwrap_or_else(|error| panic!("{error}"));
+    for section in ["listen", "upstream", "limits", "cache"] {
+        let table = shipped
+            .get(section)
+            .and_then(toml::Value::as_table)
+            .unwrap_or_else(|| panic!("conf/punctual.toml has no [{section}]"));
+        let known = known_keys(section);
+        assert!(!known.is_empty(), "[{section}]: no keys known");
+        for key in &known {
+            assert!(
+                table.contains_key(key),
+                "conf/punctual.toml [{section}] lacks {key}"
+            );
+        }
+        let keys: Vec<&String> = table.keys().collect();
+        assert_eq!(
+            keys.len(),
+            known.len(),
+            "[{section}]: {keys:?} against {known:?}"
+        );
+    }
     Ok(())
+}
+
+/// The keys `[section]` accepts, read from the message for an unknown one
+/// ("unknown field `x`, expected one of `a`, `b`").
+fn known_keys(section: &str) -> Vec<String> {
+    let message = reject(&format!("[{section}]\nno_such_key = 1\n")).reason;
+    let (_, expected) = message
+        .split_once("expected")
+        .unwrap_or_else(|| panic!("no list of keys in {message:?}"));
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -196,6 +245,78 @@ fn cross_field_rules_are_rejected_at_their_line() {
         2,
         "twice",
     );
+}
+
+#[test]
+fn cache_keys_are_checked_at_their_line() {
+    let cases = [
+        ("max_bytes = \"64M\"", "ambiguous"),
+        (
+            "max_bytes = \"60KiB\"",
+            "cache.max_bytes must be at least 64KiB",
+        ),
+        ("negative_max_ttl = 3600", "cache.negative_max_ttl"),
+        (
+            "failure_ttl = \"10m\"",
+            "cache.failure_ttl must be at most 5m",
+        ),
+        ("serve_stale = \"no\"", "cache.serve_stale"),
+        (
+            "stale_max_age = \"0s\"",
+            "cache.stale_max_age must be more than 0s",
+        ),
+        ("stale_answer_after = \"never\"", "cache.stale_answer_after"),
+        (
+            "stale_answer_after = \"0s\"",
+            "cache.stale_answer_after must be more than 0s",
+        ),
+        (
+            "stale_answer_after = \"5s\"",
+            "must leave before the deadline",
+        ),
+        ("stale_ttl = \"0s\"", "cache.stale_ttl must be at least 1s"),
+        ("stale_ttl = \"2d\"", "cache.stale_ttl"),
+        ("prefetch = \"yes\"", "cache.prefetch"),
+    ];
+    for (line, needle) in cases {
+        assert_rejected_at(&format!("[cache]\nentries = 10\n\n{line}\n"), 4, needle);
+    }
+    assert_rejected_at(
+        "[limits]\ndeadline = \"500ms\"\n[cache]\nstale_answer_after = \"500ms\"\n",
+        4,
+        "cache.stale_answer_after (500ms) must be less than limits.deadline (500ms)",
+    );
+}
+
+#[test]
+fn a_shorter_deadline_must_stay_after_stale_answer_after() -> Result<(), ConfigError> {
+    let file = TempFile::new(
+        "punctual.toml",
+        "[limits]\ndeadline = \"2s\"\n[cache]\nstale_answer_after = \"1500ms\"\n",
+    );
+    let mut config = Config::load(&file.0)?;
+    assert_eq!(config.stale_answer_after(), Duration::from_millis(1_500));
+    // As `punctual run --deadline 1s` does after loading.
+    config.limits.deadline = Duration::from_secs(1);
+    config.limits.attempt_timeout = config.limits.attempt_timeout.min(config.limits.deadline);
+    let error = config
+        .validate()
+        .expect_err("stale_answer_after after the deadline");
+    assert_eq!(error.file.as_deref(), Some(file.0.as_path()));
+    assert_eq!(error.line, Some(4), "{error}");
+    assert!(
+        error
+            .reason
+            .contains("cache.stale_answer_after (1s 500ms) must be less than limits.deadline (1s)"),
+        "{error}"
+    );
+
+    // The default follows the deadline instead.
+    let mut config = Config::default();
+    config.limits.deadline = Duration::from_secs(1);
+    assert_eq!(config.validate(), Ok(()));
+    assert_eq!(config.stale_answer_after(), Duration::from_millis(900));
+    Ok(())
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ::punctual::config::Config;
 use ::punctual::inflight::InflightGauges;
-use common::punctual::{TEST_DEADLINE, TestServer, start, start_with, test_config};
+use common::punctual::{TEST_DEADLINE, TestServer, core_config, start_with, test_config};
 use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -81,7 +81,7 @@ fn assert_at_deadline(reply: &Reply) {
 /// upstream that answers within it is asked exactly once, however loaded the
 /// machine.
 fn one_attempt_config(upstream: SocketAddr) -> Config {
-    let mut config = test_config(&[upstream]);
+    let mut config = core_config(&[upstream]);
     config.limits.attempt_timeout = TEST_DEADLINE;
     config
 }
@@ -152,7 +152,7 @@ async fn hanging_upstream_a_thousand_queries_all_fail_at_their_deadline() {
         upstream.add_a(name, "192.0.2.87", 300);
     }
     upstream.set_behavior(Behavior::Hang);
-    let server = start(upstream.addr()).await;
+    let server = start_with(core_config(&[upstream.addr()])).await;
 
     let mut burst = Vec::with_capacity(NAMES * PER_NAME);
     for _ in 0..PER_NAME {
@@ -230,7 +230,7 @@ async fn closed_upstream_port_fails_fast_with_network_error() {
         .expect("bind a probe socket")
         .local_addr()
         .expect("probe address");
-    let server = start(closed).await;
+    let server = start_with(core_config(&[closed])).await;
 
     for round in 1..=2u64 {
         let reply = ask(server.udp, "closed.port.test").await;
@@ -255,7 +255,7 @@ async fn garbage_from_upstream_is_ignored_until_the_deadline() {
     let upstream = FakeUpstream::start(loopback(89)).await;
     upstream.add_a(NAME, "192.0.2.89", 300);
     upstream.set_behavior(Behavior::Garbage);
-    let server = start(upstream.addr()).await;
+    let server = start_with(core_config(&[upstream.addr()])).await;
 
     let reply = ask(server.udp, NAME).await;
     assert_servfail(&reply, EDE_NO_REACHABLE_AUTHORITY);
@@ -276,7 +276,7 @@ async fn dripping_tcp_fallback_is_cut_off_at_the_deadline() {
     let upstream = FakeUpstream::start(loopback(90)).await;
     upstream.add_a(NAME, "192.0.2.90", 300);
     upstream.set_behavior(Behavior::TcpDrip);
-    let server = start(upstream.addr()).await;
+    let server = start_with(core_config(&[upstream.addr()])).await;
 
     let reply = ask(server.udp, NAME).await;
     assert_servfail(&reply, EDE_NO_REACHABLE_AUTHORITY);

@@ -30,6 +30,19 @@ use value::DNS_PORT;
 /// resolver's clients give up after a few seconds anyway.
 const MAX_DEADLINE: Duration = Duration::from_secs(60 * 60);
 
+/// RFC 2308 section 7.1: a resolver that caches a server failure "MUST NOT cache it
+/// for longer than five (5) minutes".
+const MAX_FAILURE_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// Stale answers carry TTLs in whole seconds: below 1s they would say 0 ("do not
+/// cache"), and a stale answer trusted for more than a day defeats its purpose.
+const STALE_TTL_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(24 * 60 * 60);
+
+/// A smaller cache memory bound is a unit mistake ("64" meaning 64 MiB): it would
+/// hold a few dozen answers.
+const MIN_CACHE_BYTES: usize = 64 << 10;
+
 /// The whole configuration. Build one in code with `Config::default()` and assign
 /// fields; one loaded from a file also remembers the file and the line of every key
 /// so that [`Config::validate`] can point at them.
@@ -126,27 +139,65 @@ impl Default for LimitsConfig {
     }
 }
 
-/// `[cache]`: the answer cache.
+/// `[cache]`: the answer cache, negative and failure caching, serve-stale, prefetch.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Cached answers kept at most. Default 100000.
     #[serde(deserialize_with = "value::count")]
     pub entries: usize,
+    /// Bytes the cached answers may take at most; whichever of this and `entries` is
+    /// reached first evicts the least recently used. Default 64 MiB.
+    #[serde(deserialize_with = "value::size")]
+    pub max_bytes: usize,
     /// TTLs below this are raised to it. Default 0s (honour the record's TTL).
     #[serde(deserialize_with = "value::duration")]
     pub min_ttl: Duration,
     /// TTLs above this are lowered to it. Default 1d.
     #[serde(deserialize_with = "value::duration")]
     pub max_ttl: Duration,
+    /// Cap on how long an NXDOMAIN or NODATA answer is cached: its negative TTL is
+    /// min(SOA TTL, SOA MINIMUM) (RFC 2308 section 5), lowered to this. Default 1h.
+    #[serde(deserialize_with = "value::duration")]
+    pub negative_max_ttl: Duration,
+    /// How long a failed lookup (upstream SERVFAIL or REFUSED, timeout, network error)
+    /// is remembered per question and answered at once with SERVFAIL while a
+    /// background lookup retries. Zero turns the failure cache off. Default 5s.
+    #[serde(deserialize_with = "value::duration")]
+    pub failure_ttl: Duration,
+    /// Serve expired answers when the upstream fails or is slow (RFC 8767). Default true.
+    pub serve_stale: bool,
+    /// How long past its expiry an entry may be served stale. Default 1d.
+    #[serde(deserialize_with = "value::duration")]
+    pub stale_max_age: Duration,
+    /// How long a query waits for the upstream before a stale answer is sent instead
+    /// (RFC 8767's client response timer). `None` ("auto" in the file) means 90% of
+    /// `limits.deadline`; read the effective value with [`Config::stale_answer_after`].
+    #[serde(deserialize_with = "value::duration_or_auto")]
+    pub stale_answer_after: Option<Duration>,
+    /// The TTL put on stale answers, in whole seconds on the wire. Default 30s
+    /// (RFC 8767 section 4).
+    #[serde(deserialize_with = "value::duration")]
+    pub stale_ttl: Duration,
+    /// A hit on an entry in the last 10% of its original TTL (a TTL of 10s or more)
+    /// refreshes it in the background. Default true.
+    pub prefetch: bool,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             entries: 100_000,
+            max_bytes: 64 << 20,
             min_ttl: Duration::ZERO,
             max_ttl: Duration::from_secs(24 * 60 * 60),
+            negative_max_ttl: Duration::from_secs(60 * 60),
+            failure_ttl: Duration::from_secs(5),
+            serve_stale: true,
+            stale_max_age: Duration::from_secs(24 * 60 * 60),
+            stale_answer_after: None,
+            stale_ttl: Duration::from_secs(30),
+            prefetch: true,
         }
     }
 }
@@ -253,7 +304,17 @@ impl Config {
         self.validate_listen()?;
         self.validate_upstream()?;
         self.validate_limits()?;
-        self.validate_cache()
+        self.validate_cache()?;
+        self.validate_stale()
+    }
+
+    /// How long a query waits for the upstream before a stale answer may be sent:
+    /// `cache.stale_answer_after` if set, else 90% of `limits.deadline` (RFC 8767
+    /// section 5 suggests a 1.8s client response timer; that is 90% of our 2s default).
+    pub fn stale_answer_after(&self) -> Duration {
+        self.cache
+            .stale_answer_after
+            .unwrap_or_else(|| nine_tenths(self.limits.deadline))
     }
 
     /// The upstream servers to use: `upstream.servers` if non-empty, else the
@@ -408,29 +469,102 @@ impl Config {
         let cache = &self.cache;
         if cache.entries == 0 {
             return Err(self.invalid(
-                &[(
-                    "cache.entries",
-                    self.unchanged(|config| &config.cache.entries),
-                )],
+                &[self.key("cache.entries", |config| &config.cache.entries)],
                 "cache.entries must be at least 1".to_owned(),
+            ));
+        }
+        if cache.max_bytes < MIN_CACHE_BYTES {
+            return Err(self.invalid(
+                &[self.key("cache.max_bytes", |config| &config.cache.max_bytes)],
+                format!(
+                    "cache.max_bytes must be at least 64KiB ({MIN_CACHE_BYTES} bytes), got {} \
+                     bytes; write a unit, such as \"64MiB\"",
+                    cache.max_bytes
+                ),
             ));
         }
         if cache.min_ttl > cache.max_ttl {
             return Err(self.invalid(
                 &[
-                    (
-                        "cache.min_ttl",
-                        self.unchanged(|config| &config.cache.min_ttl),
-                    ),
-                    (
-                        "cache.max_ttl",
-                        self.unchanged(|config| &config.cache.max_ttl),
-                    ),
+                    self.key("cache.min_ttl", |config| &config.cache.min_ttl),
+                    self.key("cache.max_ttl", |config| &config.cache.max_ttl),
                 ],
                 format!(
                     "cache.min_ttl ({}) must not be more than cache.max_ttl ({})",
                     human(cache.min_ttl),
                     human(cache.max_ttl)
+                ),
+            ));
+        }
+        if cache.failure_ttl > MAX_FAILURE_TTL {
+            return Err(self.invalid(
+                &[self.key("cache.failure_ttl", |config| &config.cache.failure_ttl)],
+                format!(
+                    "cache.failure_ttl must be at most {} (RFC 2308 section 7), got {}; \
+                     \"0s\" turns the failure cache off",
+                    human(MAX_FAILURE_TTL),
+                    human(cache.failure_ttl)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Serve-stale (RFC 8767). stale_answer_after and stale_ttl are checked whether or
+    /// not serve_stale is on, so that turning it on later cannot expose a broken value.
+    fn validate_stale(&self) -> Result<(), ConfigError> {
+        let cache = &self.cache;
+        if cache.serve_stale && cache.stale_max_age.is_zero() {
+            return Err(self.invalid(
+                &[
+                    self.key("cache.stale_max_age", |config| &config.cache.stale_max_age),
+                    self.key("cache.serve_stale", |config| &config.cache.serve_stale),
+                ],
+                "cache.stale_max_age must be more than 0s while cache.serve_stale is on; \
+                 to serve no stale answers, set serve_stale = false"
+                    .to_owned(),
+            ));
+        }
+        if let Some(after) = cache.stale_answer_after {
+            let key = self.key("cache.stale_answer_after", |config| {
+                &config.cache.stale_answer_after
+            });
+            if after.is_zero() {
+                return Err(self.invalid(
+                    &[key],
+                    "cache.stale_answer_after must be more than 0s, or \"auto\" for 90% of \
+                     limits.deadline"
+                        .to_owned(),
+                ));
+            }
+            let deadline = self.limits.deadline;
+            if after >= deadline {
+                // Also reached when --deadline shortens a deadline below the file's
+                // value: the file's line is still blamed, the flag's value named.
+                return Err(self.invalid(
+                    &[
+                        key,
+                        self.key("limits.deadline", |config| &config.limits.deadline),
+                    ],
+                    format!(
+                        "cache.stale_answer_after ({}) must be less than limits.deadline \
+                         ({}): a stale answer must leave before the deadline; lower it, or \
+                         write \"auto\" for 90% of the deadline",
+                        human(after),
+                        human(deadline)
+                    ),
+                ));
+            }
+        }
+        if !STALE_TTL_RANGE.contains(&cache.stale_ttl) {
+            return Err(self.invalid(
+                &[self.key("cache.stale_ttl", |config| &config.cache.stale_ttl)],
+                format!(
+                    "cache.stale_ttl must be at least {} and at most {}, got {} \
+                     (RFC 8767 section 4 recommends 30s)",
+                    human(*STALE_TTL_RANGE.start()),
+                    human(*STALE_TTL_RANGE.end()),
+                    human(cache.stale_ttl)
                 ),
             ));
         }
@@ -463,6 +597,16 @@ impl Config {
             .is_none_or(|source| field(self) == field(&source.loaded))
     }
 
+    /// A key for [`Config::invalid`]: its dotted name and whether `field` still holds
+    /// the file's value.
+    fn key<'k, T: PartialEq>(
+        &self,
+        name: &'k str,
+        field: impl Fn(&Config) -> &T,
+    ) -> (&'k str, bool) {
+        (name, self.unchanged(field))
+    }
+
     /// A validation error blamed on the first of `keys` (key, unchanged since loading)
     /// that the file sets and that was not overridden since, so a value set on the
     /// command line is never pinned on a line of the file. If a key was overridden and
@@ -493,6 +637,14 @@ impl Config {
 
 fn human(duration: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(duration)
+}
+
+/// 90% of `duration`, rounded down to the nanosecond, without overflow.
+fn nine_tenths(duration: Duration) -> Duration {
+    let tenth = duration / 10;
+    // The part `tenth` dropped is under 10ns; nine tenths of it, rounded down.
+    let rest = duration - tenth * 10;
+    tenth * 9 + rest * 9 / 10
 }
 
 fn join(addresses: &[SocketAddr]) -> String {

@@ -40,6 +40,15 @@ fn defaults() {
     assert_eq!(config.cache.entries, 100_000);
     assert_eq!(config.cache.min_ttl, Duration::ZERO);
     assert_eq!(config.cache.max_ttl, Duration::from_secs(86_400));
+    assert_eq!(config.cache.max_bytes, 64 * 1024 * 1024);
+    assert_eq!(config.cache.negative_max_ttl, Duration::from_secs(3_600));
+    assert_eq!(config.cache.failure_ttl, Duration::from_secs(5));
+    assert!(config.cache.serve_stale);
+    assert_eq!(config.cache.stale_max_age, Duration::from_secs(86_400));
+    assert_eq!(config.cache.stale_answer_after, None);
+    assert_eq!(config.stale_answer_after(), Duration::from_millis(1_800));
+    assert_eq!(config.cache.stale_ttl, Duration::from_secs(30));
+    assert!(config.cache.prefetch);
     assert_eq!(config.validate(), Ok(()));
 }
 
@@ -64,6 +73,14 @@ fn every_key() -> Result<(), ConfigError> {
         entries = 4
         min_ttl = "5s"
         max_ttl = "1h"
+        max_bytes = "1MiB"
+        negative_max_ttl = "15m"
+        failure_ttl = "30s"
+        serve_stale = false
+        stale_max_age = "3d"
+        stale_answer_after = "1200ms"
+        stale_ttl = "1m"
+        prefetch = false
         "#,
     )?;
     assert_eq!(
@@ -96,6 +113,86 @@ fn every_key() -> Result<(), ConfigError> {
     assert_eq!(config.cache.entries, 4);
     assert_eq!(config.cache.min_ttl, Duration::from_secs(5));
     assert_eq!(config.cache.max_ttl, Duration::from_secs(3_600));
+    let cache = &config.cache;
+    assert_eq!(cache.max_bytes, 1 << 20);
+    assert_eq!(cache.negative_max_ttl, Duration::from_secs(15 * 60));
+    assert_eq!(cache.failure_ttl, Duration::from_secs(30));
+    assert!(!cache.serve_stale);
+    assert_eq!(cache.stale_max_age, Duration::from_secs(3 * 86_400));
+    assert_eq!(cache.stale_answer_after, Some(Duration::from_millis(1_200)));
+    assert_eq!(config.stale_answer_after(), Duration::from_millis(1_200));
+    assert_eq!(cache.stale_ttl, Duration::from_secs(60));
+    assert!(!cache.prefetch);
+    Ok(())
+}
+
+#[test]
+fn cache_values_at_their_limits_are_accepted() -> Result<(), ConfigError> {
+    type Holds = fn(&Config) -> bool;
+    let cases: [(&str, Holds); 13] = [
+        ("max_bytes = \"64KiB\"", |c| c.cache.max_bytes == 65_536),
+        ("max_bytes = 65536", |c| c.cache.max_bytes == 65_536),
+        ("max_bytes = \"1GB\"", |c| {
+            c.cache.max_bytes == 1_000_000_000
+        }),
+        ("negative_max_ttl = \"0s\"", |c| {
+            c.cache.negative_max_ttl.is_zero()
+        }),
+        ("failure_ttl = \"0s\"", |c| c.cache.failure_ttl.is_zero()),
+        ("failure_ttl = \"5m\"", |c| {
+            c.cache.failure_ttl == Duration::from_secs(300)
+        }),
+        // Off, so a zero age is no contradiction.
+        ("serve_stale = false\nstale_max_age = \"0s\"", |c| {
+            !c.cache.serve_stale && c.cache.stale_max_age.is_zero()
+        }),
+        ("stale_answer_after = \"1999ms\"", |c| {
+            c.stale_answer_after() == Duration::from_millis(1_999)
+        }),
+        ("stale_answer_after = \"1ms\"", |c| {
+            c.stale_answer_after() == Duration::from_millis(1)
+        }),
+        ("stale_answer_after = \"AUTO\"", |c| {
+            c.cache.stale_answer_after.is_none()
+        }),
+        ("stale_ttl = \"1s\"", |c| {
+            c.cache.stale_ttl == Duration::from_secs(1)
+        }),
+        ("stale_ttl = \"1d\"", |c| {
+            c.cache.stale_ttl == Duration::from_secs(86_400)
+        }),
+        ("serve_stale = true\nprefetch = false", |c| {
+            c.cache.serve_stale && !c.cache.prefetch
+        }),
+    ];
+    for (lines, holds) in cases {
+        let config = parse(&format!("[cache]\n{lines}\n"))?;
+        assert!(holds(&config), "{lines}: {:?}", config.cache);
+    }
+    Ok(())
+}
+
+#[test]
+fn stale_answer_after_defaults_to_nine_tenths_of_the_deadline() -> Result<(), ConfigError> {
+    let config = parse("[limits]\ndeadline = \"1s\"\n[cache]\nstale_answer_after = \"auto\"\n")?;
+    assert_eq!(config.stale_answer_after(), Duration::from_millis(900));
+    let config = parse("[limits]\ndeadline = \"1500ms\"\nattempt_timeout = \"400ms\"\n")?;
+    assert_eq!(config.stale_answer_after(), Duration::from_millis(1_350));
+    // Exact, rounded down to the nanosecond, for any deadline.
+    assert_eq!(
+        nine_tenths(Duration::from_secs(2)),
+        Duration::from_millis(1_800)
+    );
+    assert_eq!(
+        nine_tenths(Duration::from_nanos(19)),
+        Duration::from_nanos(17)
+    );
+    assert_eq!(nine_tenths(Duration::from_nanos(1)), Duration::ZERO);
+    assert_eq!(
+        nine_tenths(Duration::from_nanos(1_000_000_009)),
+        Duration::from_nanos(900_000_008)
+    );
+    assert!(nine_tenths(Duration::MAX) < Duration::MAX);
     Ok(())
 }
 
@@ -130,6 +227,37 @@ fn parse_errors_name_the_key_and_line() {
             "upstream.servers",
         ),
         ("[cache]\nentries = 1.5\n", 2, "cache.entries"),
+        ("[cache]\n\nmax_bytes = \"64M\"\n", 3, "ambiguous"),
+        ("[cache]\nmax_bytes = -1\n", 2, "cache.max_bytes"),
+        ("[cache]\nmax_bytes = \"lots\"\n", 2, "cache.max_bytes"),
+        (
+            "[cache]\nnegative_max_ttl = \"soon\"\n",
+            2,
+            "cache.negative_max_ttl",
+        ),
+        ("[cache]\nfailure_ttl = 5\n", 2, "cache.failure_ttl"),
+        ("[cache]\nfailure_ttl = \"-5s\"\n", 2, "cache.failure_ttl"),
+        ("[cache]\nserve_stale = \"yes\"\n", 2, "cache.serve_stale"),
+        ("[cache]\nserve_stale = 1\n", 2, "cache.serve_stale"),
+        (
+            "[cache]\nstale_max_age = \"1 fortnight\"\n",
+            2,
+            "cache.stale_max_age",
+        ),
+        (
+            "[cache]\nstale_answer_after = \"later\"\n",
+            2,
+            "cache.stale_answer_after",
+        ),
+        ("[cache]\nstale_answer_after = \"later\"\n", 2, "\"auto\""),
+        (
+            "[cache]\nstale_answer_after = 1800\n",
+            2,
+            "cache.stale_answer_after",
+        ),
+        ("[cache]\nstale_ttl = \"30\"\n", 2, "cache.stale_ttl"),
+        ("[cache]\nprefetch = \"on\"\n", 2, "cache.prefetch"),
+        ("[cache]\nprefetch_ratio = 0.1\n", 2, "prefetch_ratio"),
         ("limits = 5\n", 1, "limits"),
         ("[cache\n", 1, "invalid TOML"),
         (
@@ -185,6 +313,59 @@ fn validation_errors_point_at_the_key() {
             3,
             "cache.min_ttl (2m)",
         ),
+        (
+            "[cache]\nmax_bytes = 65535\n",
+            2,
+            "cache.max_bytes must be at least 64KiB",
+        ),
+        ("[cache]\nmax_bytes = \"64\"\n", 2, "got 64 bytes"),
+        (
+            "[cache]\nfailure_ttl = \"5m 1s\"\n",
+            2,
+            "cache.failure_ttl must be at most 5m (RFC 2308 section 7), got 5m 1s",
+        ),
+        (
+            "[cache]\nstale_max_age = \"0s\"\n",
+            2,
+            "cache.stale_max_age must be more than 0s while cache.serve_stale is on",
+        ),
+        // Blamed on the age: turning serve_stale on is not the mistake.
+        (
+            "[cache]\nserve_stale = true\nstale_max_age = \"0s\"\n",
+            3,
+            "cache.stale_max_age",
+        ),
+        (
+            "[cache]\nstale_answer_after = \"0s\"\n",
+            2,
+            "cache.stale_answer_after must be more than 0s",
+        ),
+        // Equal to the default deadline (2s) is too late.
+        (
+            "[cache]\nstale_answer_after = \"2s\"\n",
+            2,
+            "cache.stale_answer_after (2s) must be less than limits.deadline (2s): \
+             a stale answer must leave before the deadline",
+        ),
+        // With both in the file, the stale key is blamed: it is the one to lower.
+        (
+            "[limits]\ndeadline = \"1s\"\n[cache]\nstale_answer_after = \"1800ms\"\n",
+            4,
+            "limits.deadline (1s)",
+        ),
+        // The rule holds with serve_stale off, so turning it on cannot break the file.
+        (
+            "[cache]\nserve_stale = false\nstale_answer_after = \"3s\"\n",
+            3,
+            "cache.stale_answer_after (3s)",
+        ),
+        (
+            "[cache]\nstale_ttl = \"0s\"\n",
+            2,
+            "cache.stale_ttl must be at least 1s and at most 1day, got 0s",
+        ),
+        ("[cache]\nstale_ttl = \"500ms\"\n", 2, "cache.stale_ttl"),
+        ("[cache]\nstale_ttl = \"1d 1s\"\n", 2, "cache.stale_ttl"),
         ("[listen]\naddresses = []\n", 2, "listen.addresses is empty"),
         (
             "[listen]\naddresses = [\n \"127.0.0.1:53\",\n \"127.0.0.1:53\",\n]\n",
@@ -246,6 +427,43 @@ fn overridden_values_are_not_blamed_on_the_file() -> Result<(), ConfigError> {
     config.limits.attempt_timeout = Duration::from_secs(3);
     let error = config.validate().expect_err("attempt_timeout > deadline");
     assert_eq!(error.line, Some(2), "{error}");
+    Ok(())
+}
+
+#[test]
+fn deadline_flag_below_stale_answer_after_is_rejected() -> Result<(), ConfigError> {
+    let text = "[limits]\ndeadline = \"2s\"\n\n[cache]\nstale_answer_after = \"1800ms\"\n";
+    let mut config = parse(text)?;
+    // What `--deadline 1s` does: the file's stale_answer_after is now too late, and
+    // its line is the one to fix (the file's deadline line no longer holds).
+    config.limits.deadline = Duration::from_secs(1);
+    let error = config
+        .validate()
+        .expect_err("stale_answer_after >= deadline");
+    assert_eq!(
+        error.to_string(),
+        "t.toml:5: cache.stale_answer_after (1s 800ms) must be less than limits.deadline \
+         (1s): a stale answer must leave before the deadline; lower it, or write \"auto\" \
+         for 90% of the deadline"
+    );
+
+    // Both set after loading: no line of the file is to blame.
+    config.cache.stale_answer_after = Some(Duration::from_secs(1));
+    let error = config.validate().expect_err("equal to the deadline");
+    assert_eq!((error.file, error.line), (None, None), "{}", error.reason);
+
+    // Only stale_answer_after set after loading: the file's deadline is one side of it.
+    let mut config = parse(text)?;
+    config.cache.stale_answer_after = Some(Duration::from_secs(3));
+    let error = config.validate().expect_err("after the deadline");
+    assert_eq!(error.line, Some(2), "{error}");
+
+    // "auto" follows the shortened deadline.
+    let mut config = parse("[cache]\nstale_answer_after = \"auto\"\n")?;
+    config.limits.deadline = Duration::from_millis(500);
+    config.limits.attempt_timeout = Duration::from_millis(400);
+    assert_eq!(config.validate(), Ok(()));
+    assert_eq!(config.stale_answer_after(), Duration::from_millis(450));
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! The text forms of typed config values (durations, byte sizes, counts, socket
-//! addresses): one parser per kind, shared by the TOML deserializers here and by any
+//! The text forms of typed config values (durations, "auto"-or-duration, byte sizes,
+//! counts, socket addresses): one parser per kind, shared by the TOML deserializers here and by any
 //! command-line flag that overrides a config key, so both accept the same spellings.
 
 use std::{
@@ -23,6 +23,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
              such as \"400ms\", \"2s\" or \"1d\""
         )
     })
+}
+
+/// The word that asks for a duration derived from other keys instead of a fixed one.
+pub const AUTO: &str = "auto";
+
+/// Parses a duration, or "auto" (any letter case) as `None`: the value derived from
+/// other keys.
+pub fn parse_duration_or_auto(text: &str) -> Result<Option<Duration>, String> {
+    if text.trim().eq_ignore_ascii_case(AUTO) {
+        return Ok(None);
+    }
+    parse_duration(text)
+        .map(Some)
+        .map_err(|error| format!("{error}; or \"{AUTO}\" for the derived default"))
 }
 
 /// Parses a byte size: a plain number of bytes, or a whole number with a unit.
@@ -95,6 +109,17 @@ pub(super) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Dur
     deserializer.deserialize_any(FromText {
         expecting: "a duration string such as \"400ms\" or \"2s\"",
         parse: parse_duration,
+        _value: PhantomData,
+    })
+}
+
+/// Deserializes a duration string or "auto" (`None`).
+pub(super) fn duration_or_auto<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    deserializer.deserialize_any(FromText {
+        expecting: "a duration string such as \"1800ms\", or \"auto\"",
+        parse: parse_duration_or_auto,
         _value: PhantomData,
     })
 }
@@ -209,6 +234,24 @@ mod tests {
         for bad in ["soon", "", "2", "-1s", "2 parsecs"] {
             let error = parse_duration(bad).expect_err(bad);
             assert!(error.contains("invalid duration"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn durations_or_auto() {
+        assert_eq!(parse_duration_or_auto("auto"), Ok(None));
+        assert_eq!(parse_duration_or_auto(" Auto "), Ok(None));
+        assert_eq!(
+            parse_duration_or_auto("1800ms"),
+            Ok(Some(Duration::from_millis(1800)))
+        );
+        assert_eq!(parse_duration_or_auto("0s"), Ok(Some(Duration::ZERO)));
+        for bad in ["automatic", "", "2", "soon"] {
+            let error = parse_duration_or_auto(bad).expect_err(bad);
+            assert!(
+                error.contains("invalid duration") && error.contains("\"auto\""),
+                "{bad}: {error}"
+            );
         }
     }
 

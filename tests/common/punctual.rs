@@ -30,6 +30,15 @@ pub fn test_config(upstreams: &[SocketAddr]) -> Config {
     config
 }
 
+/// `test_config` with the failure cache off, for tests of the core rules (a
+/// query waits for its own lookup until its deadline; a retry starts afresh)
+/// that the failure cache would otherwise answer sooner.
+pub fn core_config(upstreams: &[SocketAddr]) -> Config {
+    let mut config = test_config(upstreams);
+    config.cache.failure_ttl = Duration::ZERO;
+    config
+}
+
 pub async fn start(upstream: SocketAddr) -> TestServer {
     start_with(test_config(&[upstream])).await
 }
