@@ -143,7 +143,34 @@ impl Server {
                 "shutdown grace period over; exiting"
             );
         }
+        log_final_counters(&self.resolver);
     }
+}
+
+/// One line with the counters that say how the run went, until the metrics
+/// endpoint exists; the benchmark reads it too.
+fn log_final_counters(resolver: &Resolver) {
+    let m = resolver.metrics();
+    tracing::info!(
+        queries_udp = m.queries_udp.get(),
+        queries_tcp = m.queries_tcp.get(),
+        cache_hits = m.cache_hits.get(),
+        cache_misses = m.cache_misses.get(),
+        cache_stale_hits = m.cache_stale_hits.get(),
+        cache_failure_hits = m.cache_failure_hits.get(),
+        stale_answers = m.stale_answers.get(),
+        prefetches = m.prefetches.get(),
+        refreshes = m.refreshes.get(),
+        lookups_started = m.lookups_started.get(),
+        coalesced_joins = m.coalesced_joins.get(),
+        abandoned_waiters = m.abandoned_waiters.get(),
+        overload_answers = m.overload_answers.get(),
+        upstream_queries = m.upstream_queries.get(),
+        lookup_timeouts = m.lookup_timeouts.get(),
+        cache_entries = resolver.cache_len(),
+        cache_bytes = resolver.cache().bytes(),
+        "final counters"
+    );
 }
 
 /// Live counters of a running server.
