@@ -35,9 +35,9 @@ use crate::wire::Ede;
 
 /// A lookup may outlive its first asker's deadline so that askers who joined it
 /// later still get an answer that arrives in their time. It is cancelled as soon
-/// as no one waits (a timed-out lookup is forgotten and the next query starts
-/// fresh, so a client retrying after its SERVFAIL starts a new lookup), and it
-/// never runs past this many deadlines.
+/// as no one waits (a timed-out lookup is forgotten: the next query is answered
+/// from the failure cache while a refresh runs, or with that cache off starts a
+/// fresh lookup), and it never runs past this many deadlines.
 const LOOKUP_LIFETIME_IN_DEADLINES: u32 = 2;
 
 /// How the query arrived, which decides how large a response may be.
@@ -162,7 +162,7 @@ impl Resolver {
                 if background {
                     self.metrics.refreshes.inc();
                 }
-                self.spawn_lookup(lookup, &query, arrival);
+                self.spawn_lookup(lookup, &query, arrival, background);
                 waiter
             }
             Joined::Follower(waiter) => waiter,
@@ -196,13 +196,26 @@ impl Resolver {
     ) {
         if let Some(lookup) = self.inflight.refresh(&query.key) {
             counter.inc();
-            self.spawn_lookup(lookup, query, now);
+            self.spawn_lookup(lookup, query, now, true);
         }
     }
 
-    fn spawn_lookup(self: &Arc<Self>, lookup: LookupHandle, query: &ClientQuery, now: Instant) {
+    /// A refresh runs for one deadline whether or not anyone waits; a client's
+    /// lookup may run longer for later askers but stops when none is left.
+    fn spawn_lookup(
+        self: &Arc<Self>,
+        lookup: LookupHandle,
+        query: &ClientQuery,
+        now: Instant,
+        background: bool,
+    ) {
         let question = Arc::new(Question::new(&query.question, &query.key));
-        let lookup_deadline = now + self.deadline * LOOKUP_LIFETIME_IN_DEADLINES;
+        let lifetime = if background {
+            self.deadline
+        } else {
+            self.deadline * LOOKUP_LIFETIME_IN_DEADLINES
+        };
+        let lookup_deadline = now + lifetime;
         tokio::spawn(Arc::clone(self).lookup(lookup, question, lookup_deadline));
     }
 
