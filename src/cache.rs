@@ -191,6 +191,20 @@ impl Cache {
         self.metrics.cache_failure_inserts.inc();
     }
 
+    /// Drops a remembered failure for `key` (the upstream answered, though with
+    /// nothing cacheable): the next query must ask again, not fail.
+    pub fn forget_failure(&self, key: &Key) {
+        let mut store = self.lock();
+        if store
+            .entries
+            .peek(key)
+            .is_some_and(|entry| matches!(entry.value, Value::Failure(_)))
+            && let Some(entry) = store.entries.pop(key)
+        {
+            store.bytes -= entry.bytes;
+        }
+    }
+
     fn store(&self, key: Key, value: Value, expires: Instant, original_ttl: u32, bytes: usize) {
         let entry = Entry {
             value,

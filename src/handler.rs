@@ -237,7 +237,10 @@ impl Resolver {
                 self.cache
                     .insert_failure(lookup.key().clone(), error, Instant::now());
             }
-            Ok(answer) => self.cache.insert(lookup.key().clone(), Arc::clone(answer)),
+            Ok(answer) if answer.cache_ttl(self.cache.policy()).is_some() => {
+                self.cache.insert(lookup.key().clone(), Arc::clone(answer));
+            }
+            Ok(_) => self.cache.forget_failure(lookup.key()),
             Err(error) => {
                 self.cache
                     .insert_failure(lookup.key().clone(), *error, Instant::now());
