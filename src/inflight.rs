@@ -489,23 +489,6 @@ mod tests {
             }
         );
     }
-}
-
-#[cfg(test)]
-mod refresh_tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    fn key(name: &str) -> Key {
-        Key {
-            name: name.as_bytes().into(),
-            qtype: 1,
-            qclass: 1,
-            dnssec_ok: false,
-            checking_disabled: false,
-        }
-    }
 
     #[tokio::test(start_paused = true)]
     async fn one_refresh_per_key_and_it_survives_its_waiters_leaving() {

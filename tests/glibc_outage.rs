@@ -9,13 +9,12 @@
 mod common;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
-use tokio::time::{Instant, sleep};
+use tokio::time::sleep;
 
+use common::glibc::{Getent, can_run, getent_ahosts};
 use common::punctual::{TEST_DEADLINE, TestServer, start_with, test_config};
 use common::upstream::{Behavior, FakeUpstream};
 
@@ -31,81 +30,15 @@ const GETENT_MARGIN: Duration = Duration::from_millis(200);
 /// two at once would share the port's queries. One at a time.
 static PORT_53: Mutex<()> = Mutex::const_new(());
 
-fn can_run() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
-    let tools = ["unshare", "getent", "mount", "timeout"]
-        .iter()
-        .all(|tool| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-    if root && tools {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "CI=true but the glibc test cannot run (root: {root}, unshare/getent/mount/timeout present: {tools})"
-    );
-    eprintln!("skipping: needs root and unshare/getent (this is an error under CI=true)");
-    false
-}
-
-/// Runs `getent ahosts NAME` with glibc pointed at punctual only. The name is
-/// absolute (trailing dot) so no search domain adds queries.
-/// Returns (exit code, stdout, elapsed).
-fn getent_ahosts(name: &str) -> (Option<i32>, String, Duration) {
-    let dir: PathBuf = std::env::temp_dir().join(format!(
-        "punctual-glibc-outage-{}-{name}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let resolv = dir.join("resolv.conf");
-    let nsswitch = dir.join("nsswitch.conf");
-    // glibc's defaults written out: 5 s per try, 2 attempts. Alone against a
-    // silent server it would wait 10 s.
-    std::fs::write(
-        &resolv,
-        format!("nameserver {PUNCTUAL_IP}\noptions timeout:5 attempts:2\n"),
-    )
-    .expect("write resolv.conf");
-    std::fs::write(&nsswitch, "hosts: files dns\n").expect("write nsswitch.conf");
-    let script = format!(
-        "mount --bind {} /etc/resolv.conf && mount --bind {} /etc/nsswitch.conf && exec getent ahosts {name}",
-        resolv.display(),
-        nsswitch.display()
-    );
-    let start = Instant::now();
-    let output = Command::new("timeout")
-        .args([
-            "20",
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .output()
-        .expect("run unshare");
-    let elapsed = start.elapsed();
-    let _ = std::fs::remove_dir_all(&dir);
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        elapsed,
-    )
-}
-
 async fn getent(name: &'static str) -> (Option<i32>, String, Duration) {
-    tokio::task::spawn_blocking(move || getent_ahosts(name))
+    let Getent {
+        code,
+        stdout,
+        elapsed,
+    } = tokio::task::spawn_blocking(move || getent_ahosts(PUNCTUAL_IP, name))
         .await
-        .expect("join getent")
+        .expect("join getent");
+    (code, stdout, elapsed)
 }
 
 async fn start_outage_pair() -> (FakeUpstream, TestServer) {

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod glibc;
 pub mod upstream;
 // Starting punctual in-process: the one part of the harness that depends on the
 // library. Its own file, maintained with the library.
