@@ -8,6 +8,13 @@
 #   miss     unique names at full speed   -> same (every query goes upstream)
 #   latency  cached names at a fixed rate -> p50 / p99 / p99.9 from per-query latencies
 #
+# Two more start a punctual of their own per run (small [cache] config, log level
+# info) and read its counters line at shutdown; not in the default set:
+#
+#   shortttl names with TTLs of 1-5 s and of 10-15 s at a fixed rate, prefetch on
+#            and off, serve_stale off -> share of queries that waited on the upstream
+#   rss      fill the cache with 100k, then 1M unique names -> VmRSS, bytes per entry
+#
 # Run as root (it apt-get installs dnsperf, nsd and dig when missing):
 #   sudo benches/load.sh
 # Every knob is an environment variable; see benches/README.md.
@@ -41,7 +48,15 @@ TIMEOUT=${TIMEOUT:-2}                         # dnsperf -t, seconds before a que
 LATENCY_QPS=${LATENCY_QPS:-10000}             # dnsperf -Q for the latency workload
 CACHED_NAMES=${CACHED_NAMES:-1000}
 MISS_NAMES=${MISS_NAMES:-2000000}
-WORKLOADS=${WORKLOADS:-cached miss latency}
+WORKLOADS=${WORKLOADS:-cached miss latency}   # also: shortttl rss
+SHORT_NAMES=${SHORT_NAMES:-500}               # shortttl: names per TTL set
+SHORT_QPS=${SHORT_QPS:-2000}                  # shortttl: dnsperf -Q
+SHORT_DURATION=${SHORT_DURATION:-60}          # shortttl: dnsperf -l of each of its 4 runs
+RSS_STEPS=${RSS_STEPS:-100000 1000000}        # rss: cache fills (unique names) at which VmRSS is read
+RSS_ENTRIES=${RSS_ENTRIES:-1100000}           # rss: [cache] entries
+RSS_MAX_BYTES=${RSS_MAX_BYTES:-2GiB}          # rss: [cache] max_bytes
+RSS_TIME_LIMIT=${RSS_TIME_LIMIT:-600}         # rss: dnsperf -l cap of each fill step
+INSTANCE_PORT=${INSTANCE_PORT:-5303}          # shortttl, rss: their punctual listens on RESOLVER_ADDR:INSTANCE_PORT
 NSD_SERVERS=${NSD_SERVERS:-1}                 # nsd server-count
 UNBOUND_THREADS=${UNBOUND_THREADS:-$(nproc)}
 RESOLVER_CPUS=${RESOLVER_CPUS:-}              # taskset -c lists; empty = no pinning
@@ -62,8 +77,9 @@ is_port() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le 65535 ]; }
 for v in UPSTREAM_ADDR RESOLVER_ADDR; do
     is_loopback "${!v}" || die "$v=${!v} is not a 127.0.0.0/8 address; this script only talks to loopback"
 done
-for v in UPSTREAM_PORT RESOLVER_PORT; do is_port "${!v}" || die "$v=${!v} is not a port"; done
-for v in DURATION CLIENTS OUTSTANDING THREADS TIMEOUT LATENCY_QPS CACHED_NAMES MISS_NAMES NSD_SERVERS; do
+for v in UPSTREAM_PORT RESOLVER_PORT INSTANCE_PORT; do is_port "${!v}" || die "$v=${!v} is not a port"; done
+for v in DURATION CLIENTS OUTSTANDING THREADS TIMEOUT LATENCY_QPS CACHED_NAMES MISS_NAMES NSD_SERVERS \
+    SHORT_NAMES SHORT_QPS SHORT_DURATION RSS_ENTRIES RSS_TIME_LIMIT; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]] || [ "${!v}" -eq 0 ]; then die "$v=${!v} must be a positive integer"; fi
 done
 case $TARGET in
@@ -74,11 +90,39 @@ esac
 if [ "$TARGET" != nsd ] && [ "$RESOLVER_ADDR:$RESOLVER_PORT" = "$UPSTREAM_ADDR:$UPSTREAM_PORT" ]; then
     die "resolver and upstream must not share $RESOLVER_ADDR:$RESOLVER_PORT"
 fi
+CLASSIC=""                                    # workloads run against the resolver under test
+OWN=""                                        # workloads that start a punctual of their own
+for w in $WORKLOADS; do
+    case $w in
+        cached | miss | latency) CLASSIC+=" $w" ;;
+        shortttl | rss) OWN+=" $w" ;;
+        *) die "unknown workload $w (cached | miss | latency | shortttl | rss)" ;;
+    esac
+done
+if [ -n "$OWN" ]; then
+    [ "$TARGET" = punctual ] || die "workloads$OWN start punctual themselves: they need TARGET=punctual"
+    for a in "$RESOLVER_ADDR:$RESOLVER_PORT" "$UPSTREAM_ADDR:$UPSTREAM_PORT"; do
+        [ "$RESOLVER_ADDR:$INSTANCE_PORT" != "$a" ] || die "INSTANCE_PORT=$INSTANCE_PORT: $a is taken"
+    done
+    [ "$SHORT_NAMES" -le 65535 ] || die "SHORT_NAMES=$SHORT_NAMES must be at most 65535"
+    prev=0
+    for n in $RSS_STEPS; do
+        if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -le "$prev" ]; then
+            die "RSS_STEPS=\"$RSS_STEPS\" must be increasing positive integers"
+        fi
+        prev=$n
+    done
+    [ "$prev" -gt 0 ] || die "RSS_STEPS is empty"
+    [ "$prev" -lt "$RSS_ENTRIES" ] || die "RSS_ENTRIES=$RSS_ENTRIES must exceed the last of RSS_STEPS ($prev): no entry may be evicted"
+    # it goes into a TOML string; punctual checks the unit
+    [[ $RSS_MAX_BYTES =~ ^[0-9]+[A-Za-z]*$ ]] || die "RSS_MAX_BYTES=$RSS_MAX_BYTES is not a size such as 2GiB"
+fi
 
 CLK_TCK=$(getconf CLK_TCK)
 TMP=""
 NSD_PID=""
 SERVER_PID=""                                 # resolver process this script started
+INSTANCE_PID=""                               # punctual started by shortttl or rss (one at a time)
 DNSPERF_PID=""
 POLICY_RC=/usr/sbin/policy-rc.d
 POLICY_RC_STATE=""                            # "", "created" or a backup path
@@ -131,6 +175,7 @@ cleanup() {
     trap - EXIT INT TERM
     restore_policy_rc
     stop_pid "$DNSPERF_PID" dnsperf
+    stop_pid "$INSTANCE_PID" punctual
     stop_pid "$SERVER_PID" "$TARGET"
     stop_pid "$NSD_PID" nsd
     if [ -n "$TMP" ] && [ -d "$TMP" ]; then
@@ -278,8 +323,8 @@ fi
 
 # ---------------------------------------------------------------- data and upstream
 TMP=$(mktemp -d /tmp/punctual-load.XXXXXX)
-log "generating zone and query files in $TMP ($CACHED_NAMES cached names, $MISS_NAMES miss names)"
-"$SCRIPT_DIR/gen-zone.sh" "$TMP" "$CACHED_NAMES" "$MISS_NAMES"
+log "generating zone and query files in $TMP ($CACHED_NAMES cached names, $MISS_NAMES miss names, 2 x $SHORT_NAMES short-TTL names)"
+"$SCRIPT_DIR/gen-zone.sh" "$TMP" "$CACHED_NAMES" "$MISS_NAMES" "$SHORT_NAMES"
 
 cat > "$TMP/nsd.conf" <<EOF
 server:
@@ -316,27 +361,30 @@ NSD_PID=$LAUNCHED_PID
 wait_ready nsd "$UPSTREAM_ADDR" "$UPSTREAM_PORT" "$NSD_PID" "$TMP/nsd.log"
 
 # ---------------------------------------------------------------- resolver
-if [ "$TARGET" != nsd ] && [ "$TARGET" != external ]; then
-    [ -z "$(probe "$RESOLVER_ADDR" "$RESOLVER_PORT")" ] || die "something already answers on $RESOLVER_ADDR:$RESOLVER_PORT"
-fi
-case $TARGET in
-    punctual)
-        args=(run)
-        if [ -f "$PUNCTUAL_CONFIG" ]; then
-            args+=(--config "$PUNCTUAL_CONFIG")
-        else
-            log "warning: $PUNCTUAL_CONFIG not found; starting punctual without --config"
-        fi
-        args+=(--listen "$RESOLVER_ADDR:$RESOLVER_PORT" --upstream "$UPSTREAM_ADDR:$UPSTREAM_PORT"
-            --log-level "$PUNCTUAL_LOG_LEVEL")
-        # shellcheck disable=SC2206
-        args+=($PUNCTUAL_ARGS)
-        log "starting $PUNCTUAL ${args[*]}"
-        launch "$RESOLVER_CPUS" "$TMP/resolver.log" "$PUNCTUAL" "${args[@]}"
-        SERVER_PID=$LAUNCHED_PID
-        ;;
-    unbound)
-        cat > "$TMP/unbound.conf" <<EOF
+# shortttl and rss start their own punctual: without cached, miss or latency
+# nothing else is started
+if [ -n "$CLASSIC" ]; then
+    if [ "$TARGET" != nsd ] && [ "$TARGET" != external ]; then
+        [ -z "$(probe "$RESOLVER_ADDR" "$RESOLVER_PORT")" ] || die "something already answers on $RESOLVER_ADDR:$RESOLVER_PORT"
+    fi
+    case $TARGET in
+        punctual)
+            args=(run)
+            if [ -f "$PUNCTUAL_CONFIG" ]; then
+                args+=(--config "$PUNCTUAL_CONFIG")
+            else
+                log "warning: $PUNCTUAL_CONFIG not found; starting punctual without --config"
+            fi
+            args+=(--listen "$RESOLVER_ADDR:$RESOLVER_PORT" --upstream "$UPSTREAM_ADDR:$UPSTREAM_PORT"
+                --log-level "$PUNCTUAL_LOG_LEVEL")
+            # shellcheck disable=SC2206
+            args+=($PUNCTUAL_ARGS)
+            log "starting $PUNCTUAL ${args[*]}"
+            launch "$RESOLVER_CPUS" "$TMP/resolver.log" "$PUNCTUAL" "${args[@]}"
+            SERVER_PID=$LAUNCHED_PID
+            ;;
+        unbound)
+            cat > "$TMP/unbound.conf" <<EOF
 server:
     interface: $RESOLVER_ADDR@$RESOLVER_PORT
     port: $RESOLVER_PORT
@@ -364,38 +412,46 @@ forward-zone:
     name: "."
     forward-addr: $UPSTREAM_ADDR@$UPSTREAM_PORT
 EOF
-        "$(bin unbound-checkconf)" "$TMP/unbound.conf" >&2 || die "unbound-checkconf rejected $TMP/unbound.conf"
-        launch "$RESOLVER_CPUS" "$TMP/resolver.log" "$(bin unbound)" -d -c "$TMP/unbound.conf"
-        SERVER_PID=$LAUNCHED_PID
-        ;;
-    dnsmasq)
-        launch "$RESOLVER_CPUS" "$TMP/resolver.log" "$(bin dnsmasq)" -k -C /dev/null --no-resolv --no-hosts \
-            --server="$UPSTREAM_ADDR#$UPSTREAM_PORT" --listen-address="$RESOLVER_ADDR" --port="$RESOLVER_PORT" \
-            --bind-interfaces --cache-size=10000 --pid-file="$TMP/dnsmasq.pid" --user=root --log-facility=-
-        SERVER_PID=$LAUNCHED_PID
-        ;;
-    nsd) RESOLVER_PID=$NSD_PID ;;
-    external) ;;
-esac
-if [ -n "$SERVER_PID" ]; then RESOLVER_PID=$SERVER_PID; fi
-wait_ready "$TARGET" "$RESOLVER_ADDR" "$RESOLVER_PORT" "$RESOLVER_PID" "$TMP/resolver.log"
-if [ "$TARGET" = punctual ]; then
-    grep -m1 'listening on udp://' "$TMP/resolver.log" >&2 || true
+            "$(bin unbound-checkconf)" "$TMP/unbound.conf" >&2 || die "unbound-checkconf rejected $TMP/unbound.conf"
+            launch "$RESOLVER_CPUS" "$TMP/resolver.log" "$(bin unbound)" -d -c "$TMP/unbound.conf"
+            SERVER_PID=$LAUNCHED_PID
+            ;;
+        dnsmasq)
+            launch "$RESOLVER_CPUS" "$TMP/resolver.log" "$(bin dnsmasq)" -k -C /dev/null --no-resolv --no-hosts \
+                --server="$UPSTREAM_ADDR#$UPSTREAM_PORT" --listen-address="$RESOLVER_ADDR" --port="$RESOLVER_PORT" \
+                --bind-interfaces --cache-size=10000 --pid-file="$TMP/dnsmasq.pid" --user=root --log-facility=-
+            SERVER_PID=$LAUNCHED_PID
+            ;;
+        nsd) RESOLVER_PID=$NSD_PID ;;
+        external) ;;
+    esac
+    if [ -n "$SERVER_PID" ]; then RESOLVER_PID=$SERVER_PID; fi
+    wait_ready "$TARGET" "$RESOLVER_ADDR" "$RESOLVER_PORT" "$RESOLVER_PID" "$TMP/resolver.log"
+    if [ "$TARGET" = punctual ]; then
+        grep -m1 'listening on udp://' "$TMP/resolver.log" >&2 || true
+    fi
 fi
 
 # ---------------------------------------------------------------- workloads
 LOADGEN=()
 if [ -n "$LOADGEN_CPUS" ]; then LOADGEN=(taskset -c "$LOADGEN_CPUS"); fi
 
+# where dnsperf_run sends: the resolver under test, or the punctual that a
+# shortttl or rss run started (instance_start / instance_stop switch these)
+PERF_PORT=$RESOLVER_PORT
+PERF_PID=$RESOLVER_PID
+PERF_NAME=$TARGET
+PERF_LOG=$TMP/resolver.log
+
 # dnsperf_run OUTFILE ARGS...: run dnsperf against the resolver, capture
 # resolver and upstream CPU ticks around it into OUTFILE.cpu
 dnsperf_run() {
     local out=$1 r0 r1 u0 u1
     shift
-    r0=$(cpu_ticks "$RESOLVER_PID")
+    r0=$(cpu_ticks "$PERF_PID")
     u0=$(cpu_ticks "$NSD_PID")
     # in the background so that a signal to this script interrupts the wait
-    "${LOADGEN[@]}" dnsperf -s "$RESOLVER_ADDR" -p "$RESOLVER_PORT" -t "$TIMEOUT" "$@" > "$out" 2> "$out.err" &
+    "${LOADGEN[@]}" dnsperf -s "$RESOLVER_ADDR" -p "$PERF_PORT" -t "$TIMEOUT" "$@" > "$out" 2> "$out.err" &
     DNSPERF_PID=$!
     if ! wait "$DNSPERF_PID"; then
         DNSPERF_PID=""
@@ -403,12 +459,12 @@ dnsperf_run() {
         die "dnsperf failed ($*)"
     fi
     DNSPERF_PID=""
-    r1=$(cpu_ticks "$RESOLVER_PID")
+    r1=$(cpu_ticks "$PERF_PID")
     u1=$(cpu_ticks "$NSD_PID")
     echo "$((r1 - r0)) $((u1 - u0))" > "$out.cpu"
-    if [ -n "$RESOLVER_PID" ] && ! is_running "$RESOLVER_PID"; then
-        [ -f "$TMP/resolver.log" ] && tail -n 20 "$TMP/resolver.log" >&2
-        die "$TARGET exited during the run"
+    if [ -n "$PERF_PID" ] && ! is_running "$PERF_PID"; then
+        [ -f "$PERF_LOG" ] && tail -n 20 "$PERF_LOG" >&2
+        die "$PERF_NAME exited during the run"
     fi
 }
 
@@ -439,7 +495,7 @@ record() { # record WORKLOAD FILE
     R[$w.runtime]=$(stat_of "$file" "Run time (s)")
     R[$w.rcodes]=$(awk 'index($0, "Response codes:") { sub(/.*Response codes:[ \t]*/, ""); print; exit }' "$file")
     R[$w.upcpu]=$(ticks_to_s "$up")
-    if [ -n "$RESOLVER_PID" ]; then
+    if [ -n "$PERF_PID" ]; then
         R[$w.cpu]=$(ticks_to_s "$cpu")
         R[$w.per_cpu]=$(awk -v n="$completed" -v t="$cpu" -v hz="$CLK_TCK" \
             'BEGIN { if (t > 0) printf "%.0f", n * hz / t; else print "-" }')
@@ -448,6 +504,97 @@ record() { # record WORKLOAD FILE
         R[$w.per_cpu]=-
     fi
     log "$w: ${R[$w.qps]} q/s, lost ${R[$w.lost]}%, resolver CPU ${R[$w.cpu]} s"
+}
+
+vm_kb() { # vm_kb PID FIELD -> FIELD (VmRSS, VmHWM) of /proc/PID/status in kB
+    awk -v f="$2:" '$1 == f { print $2; exit }' "/proc/$1/status"
+}
+
+# instance_start NAME CACHE_KEYS: start punctual with a config file of its own,
+# a [cache] section with CACHE_KEYS (every other key at its default), listening
+# on RESOLVER_ADDR:INSTANCE_PORT; log level info (and RUST_LOG unset) for the
+# final counters line. dnsperf_run sends to it until instance_stop.
+instance_start() {
+    local name=$1 cfg="$TMP/$1.toml" logf="$TMP/$1.log"
+    local -a args
+    printf '[cache]\n%s\n' "$2" > "$cfg"
+    [ -z "$(probe "$RESOLVER_ADDR" "$INSTANCE_PORT")" ] || die "something already answers on $RESOLVER_ADDR:$INSTANCE_PORT"
+    args=(run --config "$cfg" --listen "$RESOLVER_ADDR:$INSTANCE_PORT" --upstream "$UPSTREAM_ADDR:$UPSTREAM_PORT"
+        --log-level info)
+    # shellcheck disable=SC2206
+    args+=($PUNCTUAL_ARGS)
+    log "$name: starting $PUNCTUAL ${args[*]} with [cache] $(paste -sd' ' <<< "$2")"
+    launch "$RESOLVER_CPUS" "$logf" env -u RUST_LOG "$PUNCTUAL" "${args[@]}"
+    INSTANCE_PID=$LAUNCHED_PID
+    wait_ready "$name" "$RESOLVER_ADDR" "$INSTANCE_PORT" "$INSTANCE_PID" "$logf"
+    PERF_PORT=$INSTANCE_PORT PERF_PID=$INSTANCE_PID PERF_NAME="punctual ($name)" PERF_LOG=$logf
+}
+
+# instance_stop NAME: SIGTERM the instance, then copy its final counters line
+# into R[NAME.COUNTER] (NAME.cache_misses, NAME.cache_bytes, ...)
+instance_stop() {
+    local name=$1 logf="$TMP/$1.log" line kv
+    stop_pid "$INSTANCE_PID" "punctual ($name)"
+    INSTANCE_PID=""
+    PERF_PORT=$RESOLVER_PORT PERF_PID=$RESOLVER_PID PERF_NAME=$TARGET PERF_LOG=$TMP/resolver.log
+    line=$(grep -m1 ' final counters ' "$logf" || true)
+    if [ -z "$line" ]; then
+        tail -n 20 "$logf" >&2
+        die "$name: punctual logged no final counters line"
+    fi
+    for kv in ${line#* final counters }; do
+        if [[ $kv =~ ^([a-z_]+)=([0-9]+)$ ]]; then R[$name.${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}; fi
+    done
+    for kv in queries_udp queries_tcp cache_misses cache_entries cache_bytes; do
+        [ -n "${R[$name.$kv]:-}" ] || die "$name: no $kv in the final counters line"
+    done
+}
+
+# shortttl SET PREFETCH: SHORT_DURATION s of SET's names at SHORT_QPS q/s against
+# a fresh punctual with serve_stale off (an expired entry waits on the upstream)
+shortttl() {
+    local set=$1 pf=$2 n="shortttl.$1.$2"
+    instance_start "$n" "prefetch = $pf
+serve_stale = false"
+    log "$n: ${SHORT_DURATION}s over $SHORT_NAMES names ($set) at $SHORT_QPS q/s"
+    dnsperf_run "$TMP/$n.out" -d "$TMP/$set.txt" -l "$SHORT_DURATION" -Q "$SHORT_QPS" \
+        -c "$CLIENTS" -q "$OUTSTANDING" -T "$THREADS"
+    record "$n" "$TMP/$n.out"
+    instance_stop "$n"
+    log "$n: ${R[$n.cache_misses]} misses of $((${R[$n.queries_udp]} + ${R[$n.queries_tcp]})) queries, ${R[$n.prefetches]:-?} prefetches"
+}
+
+# rss: fill a fresh punctual's cache with unique names in RSS_STEPS, reading
+# VmRSS before and after each step
+rss() {
+    local step prev=0 done_=0
+    instance_start rss "entries = $RSS_ENTRIES
+max_bytes = \"$RSS_MAX_BYTES\""
+    R[rss.0.vmrss]=$(vm_kb "$INSTANCE_PID" VmRSS)
+    R[rss.0.vmhwm]=$(vm_kb "$INSTANCE_PID" VmHWM)
+    R[rss.0.entries]=1 # the readiness probe's answer
+    for step in $RSS_STEPS; do
+        awk -v a=$((prev + 1)) -v b="$step" 'BEGIN { for (i = a; i <= b; i++) printf "r%d.miss.bench.test A\n", i }' \
+            > "$TMP/rss.$step.txt"
+        log "rss: filling the cache with names $((prev + 1))..$step (-n 1 -c $CLIENTS -q $OUTSTANDING -T $THREADS)"
+        dnsperf_run "$TMP/rss.$step.out" -d "$TMP/rss.$step.txt" -n 1 -l "$RSS_TIME_LIMIT" \
+            -c "$CLIENTS" -q "$OUTSTANDING" -T "$THREADS"
+        record "rss.$step" "$TMP/rss.$step.out"
+        if [ "${R[rss.$step.sent]}" -lt $((step - prev)) ]; then
+            log "warning: rss sent ${R[rss.$step.sent]} of $((step - prev)) names within ${RSS_TIME_LIMIT}s"
+        fi
+        # lookups of queries that dnsperf gave up on still fill the cache: let them
+        # end (they stop at the deadline, 2 s by default) before reading VmRSS
+        sleep 3
+        done_=$((done_ + ${R[rss.$step.completed]}))
+        R[rss.$step.entries]=$((1 + done_))
+        R[rss.$step.vmrss]=$(vm_kb "$INSTANCE_PID" VmRSS)
+        R[rss.$step.vmhwm]=$(vm_kb "$INSTANCE_PID" VmHWM)
+        log "rss: ~${R[rss.$step.entries]} entries, VmRSS ${R[rss.$step.vmrss]} kB"
+        rm -f "$TMP/rss.$step.txt"
+        prev=$step
+    done
+    instance_stop rss
 }
 
 for w in $WORKLOADS; do
@@ -486,7 +633,20 @@ for w in $WORKLOADS; do
                      END { if (NR == 0) { print 0, "-", "-", "-"; exit }
                            printf "%d %.3f %.3f %.3f\n", NR, pct(0.50), pct(0.99), pct(0.999) }' "$TMP/latencies.txt")
             ;;
-        *) die "unknown workload $w (cached | miss | latency)" ;;
+        shortttl)
+            if [ "$SHORT_DURATION" -lt 30 ]; then
+                log "warning: SHORT_DURATION=$SHORT_DURATION: the 10-15 s TTLs expire at most twice; use 30 or more"
+            fi
+            if awk -v n="$SHORT_NAMES" -v q="$SHORT_QPS" 'BEGIN { exit !(n / q >= 1) }'; then
+                log "warning: each name is asked every $SHORT_NAMES/$SHORT_QPS s, not within the 1 s prefetch window of a 10 s TTL"
+            fi
+            for set in ttl1to5 ttl10to15; do
+                shortttl "$set" true
+                shortttl "$set" false
+            done
+            ;;
+        rss) rss ;;
+        *) die "unknown workload $w (cached | miss | latency | shortttl | rss)" ;;
     esac
 done
 
@@ -507,26 +667,108 @@ version_of() {
     esac
 }
 
-report() {
+report_classic() {
     local w
-    echo "punctual load benchmark — target: $TARGET at $RESOLVER_ADDR:$RESOLVER_PORT, upstream nsd at $UPSTREAM_ADDR:$UPSTREAM_PORT"
     echo "dnsperf -c $CLIENTS -q $OUTSTANDING -T $THREADS -t $TIMEOUT, ${DURATION}s per workload; latency at -Q $LATENCY_QPS; $CACHED_NAMES cached names"
     echo
     printf '%-8s | %10s | %6s | %14s | %17s | %8s | %8s | %8s\n' \
         workload 'q/s' 'lost %' 'resolver CPU s' 'answers per CPU-s' 'p50 ms' 'p99 ms' 'p99.9 ms'
     printf '%s\n' '---------+------------+--------+----------------+-------------------+----------+----------+---------'
-    for w in $WORKLOADS; do
+    for w in $CLASSIC; do
         printf '%-8s | %10.0f | %6s | %14s | %17s | %8s | %8s | %8s\n' "$w" "${R[$w.qps]}" "${R[$w.lost]}" \
             "${R[$w.cpu]}" "${R[$w.per_cpu]}" "${R[$w.p50]:--}" "${R[$w.p99]:--}" "${R[$w.p999]:--}"
     done
     echo
-    for w in $WORKLOADS; do
+    for w in $CLASSIC; do
         echo "$w: sent ${R[$w.sent]}, answered ${R[$w.completed]} in ${R[$w.runtime]} s; rcodes: ${R[$w.rcodes]:-none}; upstream nsd CPU ${R[$w.upcpu]} s"
     done
-    if [[ " $WORKLOADS " == *" latency "* ]]; then
+    if [[ " $CLASSIC " == *" latency "* ]]; then
         echo "latency percentiles over ${R[latency.n]} answered queries (dnsperf -v per-response latency; lost queries excluded)"
     fi
     echo "resolver peak RSS: ${RSS_KB} kB"
+}
+
+report_shortttl() {
+    local set pf n q m ttl
+    echo "shortttl: a fresh punctual per run, [cache] serve_stale = false; $SHORT_NAMES names per set queried in turn,"
+    echo "dnsperf -Q $SHORT_QPS -l $SHORT_DURATION -c $CLIENTS -q $OUTSTANDING (each name about every $(awk -v n="$SHORT_NAMES" -v q="$SHORT_QPS" 'BEGIN { printf "%.2f", n / q }') s)"
+    echo
+    printf '%-9s | %-8s | %8s | %7s | %8s | %21s | %10s | %13s | %10s | %10s | %7s | %6s\n' \
+        set prefetch queries misses 'waited %' 'after pass 1: waited' 'waits/name' 'expiries/name' 'stale hits' prefetches lookups 'lost %'
+    printf '%s\n' '----------+----------+----------+---------+----------+-----------------------+------------+---------------+------------+------------+---------+-------'
+    for set in ttl1to5 ttl10to15; do
+        case $set in
+            ttl1to5) ttl=1 ;;
+            ttl10to15) ttl=10 ;;
+        esac
+        for pf in true false; do
+            n=shortttl.$set.$pf
+            q=$((${R[$n.queries_udp]} + ${R[$n.queries_tcp]}))
+            m=${R[$n.cache_misses]}
+            # the readiness probe is one query and one miss; each name misses once in pass 1
+            awk -v set="$set" -v pf="$pf" -v q="$q" -v m="$m" -v names="$SHORT_NAMES" -v d="$SHORT_DURATION" \
+                -v ttl="$ttl" -v qps="$SHORT_QPS" -v stale="${R[$n.cache_stale_hits]:--}" -v pre="${R[$n.prefetches]:--}" \
+                -v look="${R[$n.lookups_started]:--}" -v lost="${R[$n.lost]}" 'BEGIN {
+                    # a name is asked every names/qps s; without prefetch its entry is
+                    # fetched again at the first query after expiry: every TTL + that
+                    span = ttl == 1 ? 5 : 6
+                    for (i = 0; i < names; i++) expiries += int(d / (ttl + i % span + names / qps))
+                    later = m - 1 - names; lq = q - 1 - names
+                    printf "%-9s | %-8s | %8d | %7d | %8.3f | %9d (%7.3f %%) | %10.2f | %13.2f | %10s | %10s | %7s | %6s\n",
+                        set, pf == "true" ? "on" : "off", q, m, (q ? 100 * m / q : 0),
+                        later, (lq > 0 ? 100 * later / lq : 0), later / names, expiries / names, stale, pre, look, lost
+                }'
+        done
+    done
+    echo
+    echo "waited % = cache_misses / (queries_udp + queries_tcp) from punctual's final counters: the queries that"
+    echo "waited on an upstream lookup (readiness probe included). after pass 1 leaves out the probe and each name's"
+    echo "first miss; waits/name is that count per name. expiries/name = the mean of int(SHORT_DURATION / (TTL + interval)),"
+    echo "interval = SHORT_NAMES / SHORT_QPS s between two queries for a name: the waits per name when each expiry costs one."
+    echo "prefetch applies to TTLs of 10 s or more only."
+}
+
+report_rss() {
+    local step prev=0 final
+    echo "rss: a fresh punctual with [cache] entries = $RSS_ENTRIES, max_bytes = \"$RSS_MAX_BYTES\"; unique names r<i>.miss.bench.test"
+    echo "(the nsd wildcard's A answer, TTL 86400), each sent once: dnsperf -n 1 -c $CLIENTS -q $OUTSTANDING -T $THREADS"
+    echo
+    printf '%-10s | %10s | %10s | %8s | %6s | %10s | %10s | %10s | %15s\n' \
+        point 'names sent' answered 'fill q/s' 'lost %' 'entries' 'VmRSS kB' 'VmHWM kB' 'dRSS/dentry B'
+    printf '%s\n' '-----------+------------+------------+----------+--------+------------+------------+------------+----------------'
+    printf '%-10s | %10s | %10s | %8s | %6s | %10s | %10s | %10s | %15s\n' \
+        before 0 - - - "${R[rss.0.entries]}" "${R[rss.0.vmrss]}" "${R[rss.0.vmhwm]}" -
+    for step in $RSS_STEPS; do
+        printf '%-10s | %10s | %10s | %8.0f | %6s | %10s | %10s | %10s | %15s\n' \
+            "$step" "${R[rss.$step.sent]}" "${R[rss.$step.completed]}" "${R[rss.$step.qps]}" "${R[rss.$step.lost]}" \
+            "${R[rss.$step.entries]}" "${R[rss.$step.vmrss]}" "${R[rss.$step.vmhwm]}" \
+            "$(awk -v r1="${R[rss.$step.vmrss]}" -v r0="${R[rss.$prev.vmrss]}" -v e1="${R[rss.$step.entries]}" \
+                -v e0="${R[rss.$prev.entries]}" 'BEGIN { if (e1 > e0) printf "%.0f", (r1 - r0) * 1024 / (e1 - e0); else print "-" }')"
+        prev=$step
+    done
+    final=$prev
+    echo
+    for step in $RSS_STEPS; do echo "$step: rcodes: ${R[rss.$step.rcodes]:-none}; resolver CPU ${R[rss.$step.cpu]} s, upstream nsd CPU ${R[rss.$step.upcpu]} s"; done
+    echo "entries = 1 (the readiness probe) + answers so far; the final counters say cache_entries=${R[rss.cache_entries]}"
+    awk -v e="${R[rss.cache_entries]}" -v b="${R[rss.cache_bytes]}" -v r1="${R[rss.$final.vmrss]}" -v r0="${R[rss.0.vmrss]}" 'BEGIN {
+        printf "cache_bytes=%d: %.1f bytes per entry by punctual'"'"'s own accounting (cache_bytes / cache_entries)\n", b, (e ? b / e : 0)
+        printf "RSS per entry: (VmRSS at the end - before) / (cache_entries - 1) = %.1f bytes; VmRSS %.1f MiB for %d entries\n",
+            (e > 1 ? (r1 - r0) * 1024 / (e - 1) : 0), r1 / 1024, e
+    }'
+}
+
+report() {
+    local w
+    if [ -n "$CLASSIC" ]; then
+        echo "punctual load benchmark — target: $TARGET at $RESOLVER_ADDR:$RESOLVER_PORT, upstream nsd at $UPSTREAM_ADDR:$UPSTREAM_PORT"
+        report_classic
+    else
+        echo "punctual load benchmark — punctual at $RESOLVER_ADDR:$INSTANCE_PORT, upstream nsd at $UPSTREAM_ADDR:$UPSTREAM_PORT"
+    fi
+    for w in $OWN; do
+        echo
+        "report_$w"
+    done
     echo
     echo "versions:"
     echo "  target:  $(version_of "$TARGET")"

@@ -32,8 +32,12 @@ use crate::query::Key;
 /// would cost more than an occasional miss.
 const PREFETCH_MIN_TTL: u32 = 10;
 
-/// Bookkeeping bytes per entry beyond the answer: LRU node, key, entry.
-const ENTRY_OVERHEAD: usize = 96;
+/// Bytes per entry beyond the answer's own: LRU node, hash slot, key, entry
+/// and the allocator's per-allocation overhead. Set from a measurement
+/// (`WORKLOADS=rss benches/load.sh`, 1M typical A answers): RSS grew 643 bytes
+/// per entry while 332 were counted with the structs' sizes alone, so
+/// `max_bytes` is close to what the cache really takes.
+const ENTRY_OVERHEAD: usize = 400;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheLimits {
