@@ -24,11 +24,18 @@ pub const BATCH: usize = 32;
 /// (MSG_TRUNC) and is dropped.
 const SLOT: usize = 4096;
 
+/// The smallest batch asked for. Each call sets up one header per datagram
+/// it may receive (about 200 bytes each), so a quiet socket, where a call finds
+/// one query, asks for few; a busy one doubles up to [`BATCH`].
+const MIN_BATCH: usize = 4;
+
 /// Buffers for one batch of received datagrams, reused for every batch.
 pub struct RecvBatch {
     buffers: Vec<u8>,
     /// For each usable datagram of the last batch: its slot, length and sender.
     received: Vec<(usize, usize, SocketAddr)>,
+    /// How many datagrams the next call asks for.
+    size: usize,
 }
 
 impl RecvBatch {
@@ -36,6 +43,7 @@ impl RecvBatch {
         RecvBatch {
             buffers: vec![0; BATCH * SLOT],
             received: Vec::with_capacity(BATCH),
+            size: MIN_BATCH,
         }
     }
 
@@ -43,10 +51,12 @@ impl RecvBatch {
     /// `WouldBlock` when nothing is. Returns how many datagrams can be used.
     pub fn receive(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
         self.received.clear();
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        let size = self.size;
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(size, None);
         let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
             .buffers
             .chunks_mut(SLOT)
+            .take(size)
             .map(|slot| [IoSliceMut::new(slot)])
             .collect();
         let results = recvmmsg(
@@ -56,7 +66,9 @@ impl RecvBatch {
             MsgFlags::MSG_DONTWAIT,
             None,
         )?;
+        let mut count = 0;
         for (slot, message) in results.enumerate() {
+            count += 1;
             let truncated = message.flags.contains(MsgFlags::MSG_TRUNC);
             if let Some(peer) = message.address.as_ref().and_then(socket_addr)
                 && !truncated
@@ -64,6 +76,13 @@ impl RecvBatch {
                 self.received.push((slot, message.bytes.min(SLOT), peer));
             }
         }
+        self.size = if count == size {
+            (size * 2).min(BATCH)
+        } else if count * 4 <= size {
+            (size / 2).max(MIN_BATCH)
+        } else {
+            size
+        };
         Ok(self.received.len())
     }
 
@@ -130,7 +149,7 @@ mod tests {
     }
 
     #[test]
-    fn receives_in_batches_and_drops_datagrams_too_long_for_a_slot() {
+    fn receives_in_growing_batches_and_drops_datagrams_too_long_for_a_slot() {
         let server = bound();
         let client = bound();
         let to = server.local_addr().expect("addr");
@@ -140,17 +159,30 @@ mod tests {
         client.send_to(&vec![7; SLOT + 1], to).expect("send long");
         client.send_to(&[99; 3], to).expect("send last");
         let mut batch = RecvBatch::new();
-        assert_eq!(batch.receive(&server).expect("first batch"), BATCH);
-        let first: Vec<_> = batch.datagrams().map(|(b, p)| (b.to_vec(), p)).collect();
-        assert_eq!(first[0], (vec![0; 20], client.local_addr().expect("addr")));
-        assert_eq!(first[31].0, vec![31; 20]);
-        // 8 short ones, the long one (dropped), the last one.
-        assert_eq!(batch.receive(&server).expect("second batch"), 9);
-        let second: Vec<_> = batch.datagrams().map(|(b, _)| b.to_vec()).collect();
-        assert_eq!(second[7], vec![39; 20]);
-        assert_eq!(second[8], vec![99; 3]);
-        let empty = batch.receive(&server).expect_err("nothing left");
-        assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        loop {
+            match batch.receive(&server) {
+                Ok(n) => {
+                    sizes.push(n);
+                    got.extend(batch.datagrams().map(|(b, p)| (b.to_vec(), p)));
+                }
+                Err(error) => {
+                    assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
+                    break;
+                }
+            }
+        }
+        // 4, 8, 16, then the 13 left (the long one dropped): batches grow.
+        assert_eq!(sizes, vec![4, 8, 16, 13]);
+        assert_eq!(got.len(), 41);
+        assert_eq!(got[0], (vec![0; 20], client.local_addr().expect("addr")));
+        assert_eq!(got[39].0, vec![39; 20]);
+        assert_eq!(got[40].0, vec![99; 3]);
+        // A quiet socket shrinks the batch back.
+        client.send_to(&[1; 5], to).expect("send");
+        assert_eq!(batch.receive(&server).expect("one"), 1);
+        assert!(batch.size < 32);
     }
 
     #[test]
