@@ -193,6 +193,15 @@ impl Answer {
         self.header().has(FLAG_TC)
     }
 
+    /// The same answer with the AD bit cleared (RFC 6840 §5.8: data is only
+    /// as authentic as the path it came over).
+    pub fn without_authentic_data(mut self) -> Answer {
+        if let Some(flags) = self.wire.get_mut(3) {
+            *flags &= !((FLAG_AD & 0xff) as u8);
+        }
+        self
+    }
+
     /// NXDOMAIN or NODATA with an SOA: cacheable as a negative answer.
     pub fn is_negative(&self) -> bool {
         self.negative_ttl.is_some()

@@ -50,7 +50,7 @@ use crate::handler::{Resolver, ResolverLimits};
 use crate::inflight::InflightGauges;
 use crate::listen::{BindError, Listeners, TcpLimits};
 use crate::metrics::Metrics;
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamOptions};
 
 /// After the deadline, how long shutdown waits for the last responses to be sent.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
@@ -80,7 +80,16 @@ impl Server {
         let limits = &config.limits;
         let cache = &config.cache;
         let metrics = Arc::new(Metrics::default());
-        let upstream = Upstream::new(upstreams, limits.attempt_timeout, Arc::clone(&metrics));
+        let upstream = Upstream::new(
+            upstreams,
+            UpstreamOptions {
+                strategy: config.upstream.strategy,
+                attempt_timeout: limits.attempt_timeout,
+                max_rto: limits.deadline,
+                trust_ad: config.upstream.trust_ad,
+            },
+            Arc::clone(&metrics),
+        );
         let resolver = Resolver::new(
             upstream,
             ResolverLimits {

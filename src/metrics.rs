@@ -58,6 +58,8 @@ pub struct Metrics {
     /// Packets sent to upstreams (each UDP attempt and each TCP query).
     pub upstream_queries: Counter,
     pub upstream_tcp_fallbacks: Counter,
+    /// Lookups that also asked a second server at once, to measure it.
+    pub upstream_probes: Counter,
     /// Upstream replies ignored because ID, question or content did not match.
     pub upstream_ignored_replies: Counter,
     pub tcp_connections_accepted: Counter,

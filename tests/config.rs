@@ -85,6 +85,8 @@ fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
         "addresses",
         "servers",
         "resolv_conf",
+        "strategy",
+        "trust_ad",
         "deadline",
         "attempt_timeout",
         "max_inflight",
@@ -224,6 +226,12 @@ fn bad_values_are_rejected_at_their_line() {
         4,
         "upstream.servers",
     );
+    assert_rejected_at(
+        "[upstream]\nservers = []\nstrategy = \"round-robin\"\n",
+        3,
+        "upstream.strategy: invalid strategy \"round-robin\"; expected one of \"fastest\", \"ordered\", \"parallel\"",
+    );
+    assert_rejected_at("[upstream]\ntrust_ad = \"on\"\n", 2, "upstream.trust_ad");
     assert_rejected_at(
         "[listen]\naddresses = [\"localhost:53\"]\n",
         2,

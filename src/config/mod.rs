@@ -87,6 +87,13 @@ pub struct UpstreamConfig {
     pub servers: Vec<SocketAddr>,
     /// Read for nameservers when `servers` is empty. Default `/etc/resolv.conf`.
     pub resolv_conf: PathBuf,
+    /// How the upstream for a query is chosen. Default [`Strategy::Fastest`].
+    #[serde(deserialize_with = "value::strategy")]
+    pub strategy: Strategy,
+    /// Pass the AD (authenticated data) bit of upstream answers on to clients that set
+    /// AD or DO (RFC 6840 section 5.8). Default false: whoever can spoof the path to
+    /// the upstream could otherwise vouch for any data.
+    pub trust_ad: bool,
 }
 
 impl Default for UpstreamConfig {
@@ -94,7 +101,44 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             servers: Vec::new(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            strategy: Strategy::default(),
+            trust_ad: false,
         }
+    }
+}
+
+/// `[upstream] strategy`: which upstream a query goes to, and when another is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// The upstream with the lowest smoothed RTT (RFC 6298-style, per upstream); if it
+    /// has not answered by its retransmission timeout the next best is asked too, and
+    /// the first valid answer wins. A small share of queries also probe another
+    /// upstream, so that one which has recovered is noticed.
+    #[default]
+    Fastest,
+    /// The upstreams in configuration order, the next one after `limits.attempt_timeout`.
+    Ordered,
+    /// All upstreams at once; the first valid answer wins.
+    Parallel,
+}
+
+impl Strategy {
+    /// Every strategy, in the order the docs list them.
+    pub const ALL: [Strategy; 3] = [Strategy::Fastest, Strategy::Ordered, Strategy::Parallel];
+
+    /// The name the config file uses: "fastest", "ordered" or "parallel".
+    pub const fn name(self) -> &'static str {
+        match self {
+            Strategy::Fastest => "fastest",
+            Strategy::Ordered => "ordered",
+            Strategy::Parallel => "parallel",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.name())
     }
 }
 

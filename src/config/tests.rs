@@ -30,6 +30,8 @@ fn defaults() {
     );
     assert!(config.upstream.servers.is_empty());
     assert_eq!(config.upstream.resolv_conf, Path::new("/etc/resolv.conf"));
+    assert_eq!(config.upstream.strategy, Strategy::Fastest);
+    assert!(!config.upstream.trust_ad);
     assert_eq!(config.limits.deadline, Duration::from_secs(2));
     assert_eq!(config.limits.attempt_timeout, Duration::from_millis(400));
     assert_eq!(config.limits.max_inflight, 10_000);
@@ -61,6 +63,8 @@ fn every_key() -> Result<(), ConfigError> {
         [upstream]
         servers = ["192.0.2.1", "192.0.2.2:5353", "2001:db8::1", "[2001:db8::2]:5353"]
         resolv_conf = "/run/resolv.conf"
+        strategy = "ordered"
+        trust_ad = true
         [limits]
         deadline = "1500ms"
         attempt_timeout = "500ms"
@@ -97,6 +101,8 @@ fn every_key() -> Result<(), ConfigError> {
         ]
     );
     assert_eq!(config.upstream.resolv_conf, Path::new("/run/resolv.conf"));
+    assert_eq!(config.upstream.strategy, Strategy::Ordered);
+    assert!(config.upstream.trust_ad);
     let limits = &config.limits;
     assert_eq!(limits.deadline, Duration::from_millis(1500));
     assert_eq!(limits.attempt_timeout, Duration::from_millis(500));
@@ -173,6 +179,24 @@ fn cache_values_at_their_limits_are_accepted() -> Result<(), ConfigError> {
 }
 
 #[test]
+fn upstream_strategy_and_trust_ad() -> Result<(), ConfigError> {
+    for (name, strategy) in [
+        ("fastest", Strategy::Fastest),
+        ("ordered", Strategy::Ordered),
+        ("parallel", Strategy::Parallel),
+    ] {
+        let config = parse(&format!("[upstream]\nstrategy = \"{name}\"\n"))?;
+        assert_eq!(config.upstream.strategy, strategy, "{name}");
+        assert_eq!(strategy.to_string(), name);
+    }
+    let config = parse("upstream.strategy = \"parallel\"\nupstream.trust_ad = false\n")?;
+    assert_eq!(config.upstream.strategy, Strategy::Parallel);
+    assert!(!config.upstream.trust_ad);
+    assert!(parse("[upstream]\ntrust_ad = true\n")?.upstream.trust_ad);
+    Ok(())
+}
+
+#[test]
 fn stale_answer_after_defaults_to_nine_tenths_of_the_deadline() -> Result<(), ConfigError> {
     let config = parse("[limits]\ndeadline = \"1s\"\n[cache]\nstale_answer_after = \"auto\"\n")?;
     assert_eq!(config.stale_answer_after(), Duration::from_millis(900));
@@ -226,6 +250,20 @@ fn parse_errors_name_the_key_and_line() {
             2,
             "upstream.servers",
         ),
+        (
+            "[upstream]\nservers = []\n\nstrategy = \"random\"\n",
+            4,
+            "upstream.strategy: invalid strategy \"random\"; expected one of \"fastest\", \"ordered\", \"parallel\"",
+        ),
+        (
+            "[upstream]\nstrategy = \"Fastest\"\n",
+            2,
+            "upstream.strategy",
+        ),
+        ("[upstream]\nstrategy = \"\"\n", 2, "\"parallel\""),
+        ("[upstream]\nstrategy = 1\n", 2, "upstream.strategy"),
+        ("[upstream]\ntrust_ad = \"yes\"\n", 2, "upstream.trust_ad"),
+        ("[upstream]\ntrust_ad = 1\n", 2, "upstream.trust_ad"),
         ("[cache]\nentries = 1.5\n", 2, "cache.entries"),
         ("[cache]\n\nmax_bytes = \"64M\"\n", 3, "ambiguous"),
         ("[cache]\nmax_bytes = -1\n", 2, "cache.max_bytes"),

@@ -1,5 +1,5 @@
 //! The text forms of typed config values (durations, "auto"-or-duration, byte sizes,
-//! counts, socket addresses): one parser per kind, shared by the TOML deserializers here and by any
+//! counts, socket addresses, upstream strategies): one parser per kind, shared by the TOML deserializers here and by any
 //! command-line flag that overrides a config key, so both accept the same spellings.
 
 use std::{
@@ -10,6 +10,8 @@ use std::{
 };
 
 use serde::de::{self, Deserialize, Deserializer, Unexpected, Visitor};
+
+use super::Strategy;
 
 /// The port an address without one gets: DNS over UDP and TCP (RFC 1035 section 4.2).
 pub const DNS_PORT: u16 = 53;
@@ -103,6 +105,23 @@ pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
     }
 }
 
+/// Parses an upstream strategy: "fastest", "ordered" or "parallel", in lower case.
+pub fn parse_strategy(text: &str) -> Result<Strategy, String> {
+    Strategy::ALL
+        .into_iter()
+        .find(|strategy| strategy.name() == text)
+        .ok_or_else(|| {
+            let names: Vec<String> = Strategy::ALL
+                .iter()
+                .map(|strategy| format!("\"{strategy}\""))
+                .collect();
+            format!(
+                "invalid strategy {text:?}; expected one of {}",
+                names.join(", ")
+            )
+        })
+}
+
 /// Deserializes a duration string. Parsing inside the deserializer (rather than after
 /// it) lets toml attach the value's span to the error, so it reports the right line.
 pub(super) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -133,6 +152,15 @@ pub(super) fn size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, 
 /// message that says what was expected instead of naming a Rust type.
 pub(super) fn count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
     deserializer.deserialize_any(CountVisitor)
+}
+
+/// Deserializes an upstream strategy name.
+pub(super) fn strategy<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Strategy, D::Error> {
+    deserializer.deserialize_any(FromText {
+        expecting: "a strategy string: \"fastest\", \"ordered\" or \"parallel\"",
+        parse: parse_strategy,
+        _value: PhantomData,
+    })
 }
 
 /// Deserializes a list of socket addresses; each bad element is reported at its own span.
@@ -283,6 +311,30 @@ mod tests {
         assert!(parse_size("4M").is_err_and(|error| error.contains("ambiguous")));
         assert!(parse_size("99999999999999999999GiB").is_err());
         assert!(parse_size("18446744073709551615GiB").is_err_and(|e| e.contains("too large")));
+    }
+
+    #[test]
+    fn strategies() {
+        assert_eq!(parse_strategy("fastest"), Ok(Strategy::Fastest));
+        assert_eq!(parse_strategy("ordered"), Ok(Strategy::Ordered));
+        assert_eq!(parse_strategy("parallel"), Ok(Strategy::Parallel));
+        for strategy in Strategy::ALL {
+            assert_eq!(parse_strategy(&strategy.to_string()), Ok(strategy));
+        }
+        for bad in [
+            "Fastest",
+            "ORDERED",
+            "",
+            " fastest",
+            "random",
+            "round-robin",
+        ] {
+            let error = parse_strategy(bad).expect_err(bad);
+            assert!(
+                error.contains("\"fastest\", \"ordered\", \"parallel\""),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -1,15 +1,27 @@
-//! Asking the upstream servers: the retransmission schedule and the UDP→TCP
-//! fallback, all inside one deadline. This is the only place that retries.
+//! Asking the upstream servers: which server, when to ask the next one, and
+//! the UDP→TCP fallback, all inside one deadline. This is the only place that
+//! retries.
 //!
-//! Schedule: attempt 1 at once, then a new attempt (new socket, new ID, next
-//! server in turn) after `attempt_timeout`, doubling each time, while the
-//! deadline allows. Earlier attempts stay open: a late reply to any of them is
-//! as good as a reply to the newest. An I/O error (e.g. ICMP port unreachable)
-//! moves on to the next server at once; when every server has failed that way
-//! and nothing is pending, the lookup fails with a network error rather than
-//! waiting for the deadline. A truncated reply is retried over TCP to the same
-//! server (RFC 7766 §5), still inside the deadline.
+//! Order (`strategy`): `fastest` sorts the servers by smoothed RTT (unmeasured
+//! first, so a new server is measured at once; servers marked down last, but
+//! still asked when nothing else is up); every 20th lookup also probes one other
+//! server at the same moment, so a recovered or faster server is noticed without
+//! making anyone wait for it. `ordered` keeps the config order. `parallel`
+//! asks every server at once.
+//!
+//! Schedule: attempt 1 at once; when a server has not answered within its
+//! retransmission timeout (RFC 6298 RTO, clamped to [50 ms, deadline]), the
+//! next server in the order is asked too (hedging) while the earlier attempts
+//! stay open: the first valid answer from any of them wins. After every server
+//! has had a turn the cycle repeats with doubled waits. Each attempt is a new
+//! socket and a new ID. SERVFAIL or REFUSED, or an I/O error (ICMP port
+//! unreachable), moves on to the next server at once; when every server has
+//! failed that way the last SERVFAIL/REFUSED is passed on (or a network error
+//! reported) rather than waiting for the deadline, and at the deadline a
+//! SERVFAIL/REFUSED received earlier is still better than silence. A truncated
+//! reply is retried over TCP to the same server (RFC 7766 §5).
 
+mod health;
 mod message;
 mod tcp;
 mod udp;
@@ -17,21 +29,44 @@ mod udp;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
+pub use health::{MIN_RTO, Snapshot};
 pub use message::Question;
 
 use crate::answer::Answer;
+use crate::config::Strategy;
 use crate::error::LookupError;
 use crate::metrics::Metrics;
+use health::Health;
+
+/// One lookup in this many also probes a second server (strategy `fastest`).
+const PROBE_EVERY: u64 = 20;
+
+struct Server {
+    addr: SocketAddr,
+    health: Health,
+}
+
+pub struct UpstreamOptions {
+    pub strategy: Strategy,
+    /// The first wait, before a server's RTT is known (RFC 6298 §2.1).
+    pub attempt_timeout: Duration,
+    /// The longest RTO: the query deadline.
+    pub max_rto: Duration,
+    /// Pass the AD bit of answers on (RFC 6840 §5.8); otherwise cleared.
+    pub trust_ad: bool,
+}
 
 pub struct Upstream {
-    servers: Vec<SocketAddr>,
-    attempt_timeout: Duration,
+    servers: Vec<Server>,
+    options: UpstreamOptions,
+    lookups: AtomicU64,
     metrics: Arc<Metrics>,
 }
 
@@ -39,18 +74,30 @@ impl Upstream {
     /// `servers` must not be empty (configuration validation guarantees it).
     pub fn new(
         servers: Vec<SocketAddr>,
-        attempt_timeout: Duration,
+        options: UpstreamOptions,
         metrics: Arc<Metrics>,
     ) -> Upstream {
         Upstream {
-            servers,
-            attempt_timeout,
+            servers: servers
+                .into_iter()
+                .map(|addr| Server {
+                    addr,
+                    health: Health::default(),
+                })
+                .collect(),
+            options,
+            lookups: AtomicU64::new(0),
             metrics,
         }
     }
 
-    pub fn servers(&self) -> &[SocketAddr] {
-        &self.servers
+    /// Each server with what is known of it.
+    pub fn servers(&self) -> Vec<(SocketAddr, Snapshot)> {
+        let now = Instant::now();
+        self.servers
+            .iter()
+            .map(|s| (s.addr, s.health.snapshot(now)))
+            .collect()
     }
 
     /// Resolves `question`, returning by `deadline` whatever happens upstream.
@@ -59,7 +106,8 @@ impl Upstream {
         question: Arc<Question>,
         deadline: Instant,
     ) -> Result<Answer, LookupError> {
-        let result = match timeout_at(deadline, self.exchange_until_answer(question)).await {
+        // The loop ends itself at the deadline; the timeout is a second fence.
+        let result = match timeout_at(deadline, self.exchange_until(question, deadline)).await {
             Ok(result) => result,
             Err(_) => Err(LookupError::Timeout),
         };
@@ -71,67 +119,171 @@ impl Upstream {
         result
     }
 
-    async fn exchange_until_answer(&self, question: Arc<Question>) -> Result<Answer, LookupError> {
-        let Some(&first) = self.servers.first() else {
+    /// Server indices in the order this lookup asks them.
+    fn order(&self, now: Instant) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.servers.len()).collect();
+        if self.options.strategy == Strategy::Fastest {
+            // Stable: equal servers keep their config order.
+            order.sort_by_key(|&i| {
+                let health = self.servers[i].health.snapshot(now);
+                (health.down, health.srtt.unwrap_or(Duration::ZERO))
+            });
+        }
+        order
+    }
+
+    fn rto(&self, server: usize) -> Duration {
+        match self.options.strategy {
+            Strategy::Ordered => self.options.attempt_timeout,
+            Strategy::Fastest | Strategy::Parallel => self.servers[server]
+                .health
+                .rto(self.options.attempt_timeout, self.options.max_rto),
+        }
+    }
+
+    async fn exchange_until(
+        &self,
+        question: Arc<Question>,
+        deadline: Instant,
+    ) -> Result<Answer, LookupError> {
+        let start = Instant::now();
+        let order = self.order(start);
+        let count = order.len();
+        if count == 0 {
             return Err(LookupError::Network(io::ErrorKind::NotFound));
-        };
+        }
+        let lookup_number = self.lookups.fetch_add(1, Ordering::Relaxed);
         let mut query = question.encode();
         let mut pending = FuturesUnordered::new();
-        let mut attempts = 0usize;
-        let mut failures = 0usize;
+        let mut tried = vec![false; self.servers.len()];
+        // Servers whose attempt ended without a usable answer (error, SERVFAIL, REFUSED).
+        let mut failed = vec![false; self.servers.len()];
         let mut last_error = io::ErrorKind::Other;
-        let mut wait = self.attempt_timeout;
-        let mut next_send = Instant::now();
+        let mut fallback: Option<Answer> = None;
+        let mut turn = 0usize;
+        let mut next_send = start;
+        // The servers asked by the latest turn: charged a timeout if silent when the next turn comes.
+        let mut awaiting: Vec<usize> = Vec::new();
         loop {
-            if Instant::now() >= next_send {
-                let server = self
-                    .servers
-                    .get(attempts % self.servers.len())
-                    .copied()
-                    .unwrap_or(first);
-                attempts += 1;
-                next_send = Instant::now() + wait;
-                wait = wait.saturating_mul(2);
-                match udp::Attempt::send(server, &mut query).await {
-                    Ok(attempt) => {
-                        self.metrics.upstream_queries.inc();
-                        let question = Arc::clone(&question);
-                        let metrics = Arc::clone(&self.metrics);
-                        pending.push(
-                            async move { (server, attempt.receive(question, metrics).await) },
-                        );
+            let now = Instant::now();
+            if now >= deadline {
+                return fallback.ok_or(LookupError::Timeout);
+            }
+            if now >= next_send {
+                for &server in &awaiting {
+                    if !failed[server] {
+                        self.servers[server].health.timed_out(now);
                     }
-                    Err(error) => {
-                        failures += 1;
-                        last_error = error.kind();
-                        if failures < self.servers.len() {
-                            next_send = Instant::now();
+                }
+                let (mut targets, wait) = self.turn(&order, turn, lookup_number);
+                // A server that answered SERVFAIL/REFUSED or failed is not asked again.
+                targets.retain(|&server| !failed[server]);
+                turn += 1;
+                next_send = now + wait;
+                awaiting.clear();
+                for server in targets {
+                    tried[server] = true;
+                    let addr = self.servers[server].addr;
+                    match udp::Attempt::send(addr, &mut query).await {
+                        Ok(attempt) => {
+                            self.metrics.upstream_queries.inc();
+                            awaiting.push(server);
+                            let question = Arc::clone(&question);
+                            let metrics = Arc::clone(&self.metrics);
+                            let sent = Instant::now();
+                            pending.push(async move {
+                                (server, sent, attempt.receive(question, metrics).await)
+                            });
+                        }
+                        Err(error) => {
+                            failed[server] = true;
+                            last_error = error.kind();
                         }
                     }
                 }
             }
-            if pending.is_empty() && failures >= self.servers.len() {
-                return Err(LookupError::Network(last_error));
+            let untried = tried.iter().any(|t| !t);
+            if pending.is_empty() && !untried && failed.iter().all(|f| *f) {
+                return fallback.ok_or(LookupError::Network(last_error));
+            }
+            if pending.is_empty() && untried && failed.iter().any(|f| *f) {
+                // Move on at once rather than wait out a turn nobody is in.
+                next_send = Instant::now();
+                continue;
             }
             tokio::select! {
-                () = sleep_until(next_send) => {}
-                Some((server, result)) = pending.next(), if !pending.is_empty() => match result {
-                    Ok(answer) if answer.is_truncated() => {
-                        self.metrics.upstream_tcp_fallbacks.inc();
-                        return tcp::exchange(server, &question, &self.metrics)
-                            .await
-                            .map_err(|e| LookupError::Network(e.kind()));
-                    }
-                    Ok(answer) => return Ok(answer),
-                    Err(error) => {
-                        failures += 1;
-                        last_error = error.kind();
-                        if failures < self.servers.len() {
-                            next_send = Instant::now();
+                () = sleep_until(next_send.min(deadline)) => {}
+                Some((server, sent, result)) = pending.next(), if !pending.is_empty() => {
+                    let addr = self.servers[server].addr;
+                    match result {
+                        Ok(answer) => {
+                            self.servers[server].health.answered(sent.elapsed());
+                            if answer.is_truncated() {
+                                self.metrics.upstream_tcp_fallbacks.inc();
+                                return tcp::exchange(addr, &question, &self.metrics)
+                                    .await
+                                    .map(|answer| self.vouch(answer))
+                                    .map_err(|e| LookupError::Network(e.kind()));
+                            }
+                            if !answer.is_failure() {
+                                return Ok(self.vouch(answer));
+                            }
+                            // SERVFAIL/REFUSED: keep it in case nothing better comes,
+                            // and ask the next server now (as glibc does).
+                            failed[server] = true;
+                            fallback = Some(answer);
+                            if untried {
+                                next_send = Instant::now();
+                            }
+                        }
+                        Err(error) => {
+                            failed[server] = true;
+                            last_error = error.kind();
+                            if untried {
+                                next_send = Instant::now();
+                            }
                         }
                     }
-                },
+                }
             }
+        }
+    }
+
+    /// Who is asked in turn `turn` of a lookup, and how long to wait before
+    /// the next turn: one server per turn (two on a probe's first turn), or
+    /// every server with `parallel`; the wait doubles each time round.
+    fn turn(&self, order: &[usize], turn: usize, lookup_number: u64) -> (Vec<usize>, Duration) {
+        let count = order.len();
+        let round = u32::try_from(turn / count).unwrap_or(u32::MAX).min(16);
+        match self.options.strategy {
+            Strategy::Parallel => (
+                order.to_vec(),
+                self.rto(order[0]).saturating_mul(2u32.pow(round)),
+            ),
+            Strategy::Fastest | Strategy::Ordered => {
+                let server = order[turn % count];
+                let mut targets = vec![server];
+                let probe = self.options.strategy == Strategy::Fastest
+                    && turn == 0
+                    && count > 1
+                    && lookup_number % PROBE_EVERY == PROBE_EVERY - 1;
+                if probe {
+                    let other = order[1 + (lookup_number / PROBE_EVERY) as usize % (count - 1)];
+                    targets.push(other);
+                    self.metrics.upstream_probes.inc();
+                }
+                (targets, self.rto(server).saturating_mul(2u32.pow(round)))
+            }
+        }
+    }
+
+    /// RFC 6840 §5.8: the AD bit of an upstream reply is only as good as the
+    /// path to that upstream; unless trusted, it is cleared.
+    fn vouch(&self, answer: Answer) -> Answer {
+        if self.options.trust_ad {
+            answer
+        } else {
+            answer.without_authentic_data()
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use punctual::config::Config;
+use punctual::config::{Config, Strategy};
 use punctual::{Server, Stats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,10 @@ pub fn test_config(upstreams: &[SocketAddr]) -> Config {
     config.upstream.servers = upstreams.to_vec();
     config.limits.deadline = TEST_DEADLINE;
     config.limits.attempt_timeout = Duration::from_millis(100);
+    // A fixed retransmission schedule (attempt_timeout, doubling) so tests can
+    // count upstream queries exactly; `fastest` (RTO from measured RTT, hedging)
+    // has its own tests in tests/upstream_selection.rs.
+    config.upstream.strategy = Strategy::Ordered;
     config
 }
 
