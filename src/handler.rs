@@ -99,6 +99,10 @@ impl Resolver {
         })
     }
 
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
     /// The cache, for operators' flush commands.
     pub fn cache(&self) -> &Cache {
         &self.cache

@@ -68,6 +68,8 @@ pub struct Server {
     resolver: Arc<Resolver>,
     listeners: Listeners,
     tcp_limits: TcpLimits,
+    /// Set when the upstreams come from a resolv.conf, which is then watched.
+    resolv_conf: Option<Config>,
 }
 
 impl Server {
@@ -118,6 +120,7 @@ impl Server {
                 max_connections: limits.tcp_max_connections,
                 idle_timeout: limits.tcp_idle_timeout,
             },
+            resolv_conf: config.upstream.servers.is_empty().then(|| config.clone()),
         })
     }
 
@@ -141,6 +144,13 @@ impl Server {
         let deadline = self.resolver.deadline();
         self.listeners
             .spawn(&self.resolver, self.tcp_limits, &tasks, &shutdown);
+        if let Some(config) = self.resolv_conf {
+            let resolver = Arc::clone(&self.resolver);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                upstream::watch_resolv_conf(config, resolver.upstream(), shutdown).await;
+            });
+        }
         shutdown.cancelled().await;
         tasks.close();
         if tokio::time::timeout(deadline + SHUTDOWN_GRACE, tasks.wait())

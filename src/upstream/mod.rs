@@ -25,11 +25,12 @@ mod health;
 mod message;
 mod tcp;
 mod udp;
+mod watch;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -38,6 +39,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 pub use health::{MIN_RTO, Snapshot};
 pub use message::Question;
+pub use watch::watch_resolv_conf;
 
 use crate::answer::Answer;
 use crate::config::Strategy;
@@ -64,7 +66,9 @@ pub struct UpstreamOptions {
 }
 
 pub struct Upstream {
-    servers: Vec<Server>,
+    /// Replaced as a whole when the resolv.conf in use changes; a lookup keeps
+    /// the list it started with. Servers that stay keep their state.
+    servers: RwLock<Arc<[Arc<Server>]>>,
     options: UpstreamOptions,
     lookups: AtomicU64,
     metrics: Arc<Metrics>,
@@ -78,13 +82,17 @@ impl Upstream {
         metrics: Arc<Metrics>,
     ) -> Upstream {
         Upstream {
-            servers: servers
-                .into_iter()
-                .map(|addr| Server {
-                    addr,
-                    health: Health::default(),
-                })
-                .collect(),
+            servers: RwLock::new(
+                servers
+                    .into_iter()
+                    .map(|addr| {
+                        Arc::new(Server {
+                            addr,
+                            health: Health::default(),
+                        })
+                    })
+                    .collect(),
+            ),
             options,
             lookups: AtomicU64::new(0),
             metrics,
@@ -94,10 +102,35 @@ impl Upstream {
     /// Each server with what is known of it.
     pub fn servers(&self) -> Vec<(SocketAddr, Snapshot)> {
         let now = Instant::now();
-        self.servers
+        self.current()
             .iter()
             .map(|s| (s.addr, s.health.snapshot(now)))
             .collect()
+    }
+
+    /// Switches to `addrs` (a re-read resolv.conf); servers already known keep
+    /// their RTT and health. Returns whether anything changed.
+    pub fn replace_servers(&self, addrs: &[SocketAddr]) -> bool {
+        let current = self.current();
+        if current.iter().map(|s| s.addr).eq(addrs.iter().copied()) || addrs.is_empty() {
+            return false;
+        }
+        let next: Arc<[Arc<Server>]> = addrs
+            .iter()
+            .map(|&addr| match current.iter().find(|s| s.addr == addr) {
+                Some(known) => Arc::clone(known),
+                None => Arc::new(Server {
+                    addr,
+                    health: Health::default(),
+                }),
+            })
+            .collect();
+        *self.servers.write().unwrap_or_else(|p| p.into_inner()) = next;
+        true
+    }
+
+    fn current(&self) -> Arc<[Arc<Server>]> {
+        Arc::clone(&self.servers.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Resolves `question`, returning by `deadline` whatever happens upstream.
@@ -120,22 +153,22 @@ impl Upstream {
     }
 
     /// Server indices in the order this lookup asks them.
-    fn order(&self, now: Instant) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.servers.len()).collect();
+    fn order(&self, servers: &[Arc<Server>], now: Instant) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..servers.len()).collect();
         if self.options.strategy == Strategy::Fastest {
             // Stable: equal servers keep their config order.
             order.sort_by_key(|&i| {
-                let health = self.servers[i].health.snapshot(now);
+                let health = servers[i].health.snapshot(now);
                 (health.down, health.srtt.unwrap_or(Duration::ZERO))
             });
         }
         order
     }
 
-    fn rto(&self, server: usize) -> Duration {
+    fn rto(&self, server: &Server) -> Duration {
         match self.options.strategy {
             Strategy::Ordered => self.options.attempt_timeout,
-            Strategy::Fastest | Strategy::Parallel => self.servers[server]
+            Strategy::Fastest | Strategy::Parallel => server
                 .health
                 .rto(self.options.attempt_timeout, self.options.max_rto),
         }
@@ -147,7 +180,8 @@ impl Upstream {
         deadline: Instant,
     ) -> Result<Answer, LookupError> {
         let start = Instant::now();
-        let order = self.order(start);
+        let servers = self.current();
+        let order = self.order(&servers, start);
         let count = order.len();
         if count == 0 {
             return Err(LookupError::Network(io::ErrorKind::NotFound));
@@ -155,9 +189,9 @@ impl Upstream {
         let lookup_number = self.lookups.fetch_add(1, Ordering::Relaxed);
         let mut query = question.encode();
         let mut pending = FuturesUnordered::new();
-        let mut tried = vec![false; self.servers.len()];
+        let mut tried = vec![false; servers.len()];
         // Servers whose attempt ended without a usable answer (error, SERVFAIL, REFUSED).
-        let mut failed = vec![false; self.servers.len()];
+        let mut failed = vec![false; servers.len()];
         let mut last_error = io::ErrorKind::Other;
         let mut fallback: Option<Answer> = None;
         let mut turn = 0usize;
@@ -172,10 +206,10 @@ impl Upstream {
             if now >= next_send {
                 for &server in &awaiting {
                     if !failed[server] {
-                        self.servers[server].health.timed_out(now);
+                        servers[server].health.timed_out(now);
                     }
                 }
-                let (mut targets, wait) = self.turn(&order, turn, lookup_number);
+                let (mut targets, wait) = self.turn(&servers, &order, turn, lookup_number);
                 // A server that answered SERVFAIL/REFUSED or failed is not asked again.
                 targets.retain(|&server| !failed[server]);
                 turn += 1;
@@ -183,7 +217,7 @@ impl Upstream {
                 awaiting.clear();
                 for server in targets {
                     tried[server] = true;
-                    let addr = self.servers[server].addr;
+                    let addr = servers[server].addr;
                     match udp::Attempt::send(addr, &mut query).await {
                         Ok(attempt) => {
                             self.metrics.upstream_queries.inc();
@@ -214,10 +248,10 @@ impl Upstream {
             tokio::select! {
                 () = sleep_until(next_send.min(deadline)) => {}
                 Some((server, sent, result)) = pending.next(), if !pending.is_empty() => {
-                    let addr = self.servers[server].addr;
+                    let addr = servers[server].addr;
                     match result {
                         Ok(answer) => {
-                            self.servers[server].health.answered(sent.elapsed());
+                            servers[server].health.answered(sent.elapsed());
                             if answer.is_truncated() {
                                 self.metrics.upstream_tcp_fallbacks.inc();
                                 return tcp::exchange(addr, &question, &self.metrics)
@@ -252,13 +286,19 @@ impl Upstream {
     /// Who is asked in turn `turn` of a lookup, and how long to wait before
     /// the next turn: one server per turn (two on a probe's first turn), or
     /// every server with `parallel`; the wait doubles each time round.
-    fn turn(&self, order: &[usize], turn: usize, lookup_number: u64) -> (Vec<usize>, Duration) {
+    fn turn(
+        &self,
+        servers: &[Arc<Server>],
+        order: &[usize],
+        turn: usize,
+        lookup_number: u64,
+    ) -> (Vec<usize>, Duration) {
         let count = order.len();
         let round = u32::try_from(turn / count).unwrap_or(u32::MAX).min(16);
         match self.options.strategy {
             Strategy::Parallel => (
                 order.to_vec(),
-                self.rto(order[0]).saturating_mul(2u32.pow(round)),
+                self.rto(&servers[order[0]]).saturating_mul(2u32.pow(round)),
             ),
             Strategy::Fastest | Strategy::Ordered => {
                 let server = order[turn % count];
@@ -272,7 +312,10 @@ impl Upstream {
                     targets.push(other);
                     self.metrics.upstream_probes.inc();
                 }
-                (targets, self.rto(server).saturating_mul(2u32.pow(round)))
+                (
+                    targets,
+                    self.rto(&servers[server]).saturating_mul(2u32.pow(round)),
+                )
             }
         }
     }

@@ -142,7 +142,14 @@ impl FakeUpstream {
     /// Binds UDP and TCP on the same free port of `ip` and starts serving on the current
     /// tokio runtime. Panics if no such port can be found (a broken test environment).
     pub async fn start(ip: IpAddr) -> FakeUpstream {
-        let (udp, tcp) = bind_pair(ip).await;
+        FakeUpstream::start_at(SocketAddr::new(ip, 0)).await
+    }
+
+    /// Like [`FakeUpstream::start`] on a given port (e.g. 53, for a server named
+    /// in a resolv.conf, which cannot carry a port; needs root).
+    pub async fn start_at(at: SocketAddr) -> FakeUpstream {
+        let ip = at.ip();
+        let (udp, tcp) = bind_pair(ip, at.port()).await;
         let addr = udp.local_addr().expect("bound UDP socket has an address");
         let decoy = UdpSocket::bind(SocketAddr::new(ip, 0))
             .await
@@ -333,10 +340,11 @@ fn key_of(name: &Name) -> String {
     key
 }
 
-async fn bind_pair(ip: IpAddr) -> (UdpSocket, TcpListener) {
+async fn bind_pair(ip: IpAddr, port: u16) -> (UdpSocket, TcpListener) {
     let mut last_error = None;
-    for _ in 0..20 {
-        let udp = UdpSocket::bind(SocketAddr::new(ip, 0))
+    let tries = if port == 0 { 20 } else { 1 };
+    for _ in 0..tries {
+        let udp = UdpSocket::bind(SocketAddr::new(ip, port))
             .await
             .unwrap_or_else(|e| panic!("FakeUpstream: cannot bind UDP on {ip}: {e}"));
         let port = udp
