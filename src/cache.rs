@@ -27,6 +27,7 @@ use crate::answer::{Answer, TtlPolicy};
 use crate::error::LookupError;
 use crate::metrics::Metrics;
 use crate::query::Key;
+use crate::wire;
 
 /// Entries with a shorter original TTL are not prefetched: refreshing them
 /// would cost more than an occasional miss.
@@ -257,7 +258,7 @@ impl Cache {
 
     /// Removes every entry for `zone` and the names below it (label-wise suffix).
     pub fn flush_suffix(&self, zone: &[u8]) -> usize {
-        self.flush_where(|key| is_at_or_below(&key.name, zone))
+        self.flush_where(|key| wire::is_at_or_below(&key.name, zone))
     }
 
     fn flush_where(&self, matches: impl Fn(&Key) -> bool) -> usize {
@@ -295,26 +296,6 @@ impl Cache {
         self.store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// Whether the plain wire name `name` is `zone` or below it, comparing whole
-/// labels from the right (RFC 4343 case-insensitively): "b.example." is below
-/// "example." but "bexample." is not.
-fn is_at_or_below(name: &[u8], zone: &[u8]) -> bool {
-    let mut at = 0;
-    loop {
-        let rest = &name[at..];
-        if rest.eq_ignore_ascii_case(zone) {
-            return true;
-        }
-        match rest.first() {
-            Some(&len) if len > 0 && len & 0xc0 == 0 => at += 1 + usize::from(len),
-            _ => return false,
-        }
-        if at >= name.len() {
-            return false;
-        }
     }
 }
 
@@ -545,9 +526,12 @@ mod tests {
     #[test]
     fn suffix_matches_whole_labels() {
         let wire = |name: &str| client_query(name, false).key.name;
-        assert!(is_at_or_below(&wire("a.b.example."), &wire("example.")));
-        assert!(is_at_or_below(&wire("example."), &wire("example.")));
-        assert!(!is_at_or_below(&wire("bexample."), &wire("example.")));
-        assert!(is_at_or_below(&wire("anything."), &wire(".")));
+        assert!(wire::is_at_or_below(
+            &wire("a.b.example."),
+            &wire("example.")
+        ));
+        assert!(wire::is_at_or_below(&wire("example."), &wire("example.")));
+        assert!(!wire::is_at_or_below(&wire("bexample."), &wire("example.")));
+        assert!(wire::is_at_or_below(&wire("anything."), &wire(".")));
     }
 }

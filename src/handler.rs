@@ -30,7 +30,7 @@ use crate::inflight::{Inflight, InflightGauges, Joined, LookupHandle, Outcome, W
 use crate::metrics::Metrics;
 use crate::query::{ClientQuery, Rejected};
 use crate::response;
-use crate::upstream::{Question, Upstream};
+use crate::upstream::{Question, Routes, Upstream};
 use crate::wire::Ede;
 
 /// A lookup may outlive its first asker's deadline so that askers who joined it
@@ -75,7 +75,7 @@ const STALE_EDE: Ede = Ede {
 pub struct Resolver {
     cache: Cache,
     inflight: Arc<Inflight>,
-    upstream: Upstream,
+    upstream: Routes,
     metrics: Arc<Metrics>,
     deadline: Duration,
     stale_answer_after: Duration,
@@ -83,7 +83,7 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    pub fn new(upstream: Upstream, limits: ResolverLimits, metrics: Arc<Metrics>) -> Arc<Resolver> {
+    pub fn new(upstream: Routes, limits: ResolverLimits, metrics: Arc<Metrics>) -> Arc<Resolver> {
         Arc::new(Resolver {
             cache: Cache::new(limits.cache, Arc::clone(&metrics)),
             inflight: Inflight::new(
@@ -99,8 +99,9 @@ impl Resolver {
         })
     }
 
+    /// The `[upstream]` pool.
     pub fn upstream(&self) -> &Upstream {
-        &self.upstream
+        self.upstream.default_pool()
     }
 
     /// The cache, for operators' flush commands.
@@ -232,7 +233,9 @@ impl Resolver {
         deadline: Instant,
     ) {
         let outcome: Outcome = tokio::select! {
-            result = self.upstream.exchange(question, deadline) => result.map(Arc::new),
+            result = self.upstream.for_name(&lookup.key().name).exchange(question, deadline) => {
+                result.map(Arc::new)
+            }
             () = lookup.cancelled() => return,
         };
         match &outcome {

@@ -50,7 +50,7 @@ use crate::handler::{Resolver, ResolverLimits};
 use crate::inflight::InflightGauges;
 use crate::listen::{BindError, Listeners, TcpLimits};
 use crate::metrics::Metrics;
-use crate::upstream::{Upstream, UpstreamOptions};
+use crate::upstream::{Routes, Upstream, UpstreamOptions};
 
 /// After the deadline, how long shutdown waits for the last responses to be sent.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
@@ -82,18 +82,27 @@ impl Server {
         let limits = &config.limits;
         let cache = &config.cache;
         let metrics = Arc::new(Metrics::default());
-        let upstream = Upstream::new(
-            upstreams,
-            UpstreamOptions {
-                strategy: config.upstream.strategy,
-                attempt_timeout: limits.attempt_timeout,
-                max_rto: limits.deadline,
-                trust_ad: config.upstream.trust_ad,
-            },
-            Arc::clone(&metrics),
+        let options = UpstreamOptions {
+            strategy: config.upstream.strategy,
+            attempt_timeout: limits.attempt_timeout,
+            max_rto: limits.deadline,
+            trust_ad: config.upstream.trust_ad,
+        };
+        let zones = config
+            .forward
+            .iter()
+            .map(|forward| {
+                tracing::info!(zone = %forward.zone, servers = ?forward.servers, "forward zone");
+                let pool = Upstream::new(forward.servers.clone(), options, Arc::clone(&metrics));
+                (forward.zone_wire(), pool)
+            })
+            .collect();
+        let routes = Routes::new(
+            Upstream::new(upstreams, options, Arc::clone(&metrics)),
+            zones,
         );
         let resolver = Resolver::new(
-            upstream,
+            routes,
             ResolverLimits {
                 deadline: limits.deadline,
                 max_inflight: limits.max_inflight,

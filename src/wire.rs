@@ -311,6 +311,26 @@ pub fn lowercase_into(name: &[u8], out: &mut Vec<u8>) {
     out[start..].make_ascii_lowercase();
 }
 
+/// Whether the plain wire name `name` is `zone` or below it, comparing whole
+/// labels from the right (RFC 4343 case-insensitively): "b.example." is below
+/// "example." but "bexample." is not.
+pub fn is_at_or_below(name: &[u8], zone: &[u8]) -> bool {
+    let mut at = 0;
+    loop {
+        let rest = &name[at..];
+        if rest.eq_ignore_ascii_case(zone) {
+            return true;
+        }
+        match rest.first() {
+            Some(&len) if len > 0 && len & 0xc0 == 0 => at += 1 + usize::from(len),
+            _ => return false,
+        }
+        if at >= name.len() {
+            return false;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

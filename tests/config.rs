@@ -136,13 +136,53 @@ fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
             "[{section}]: {keys:?} against {known:?}"
         );
     }
+    // [[forward]] tables default to none, so the shipped file can only show them in a
+    // comment (an example table would change the defaults). Check that example instead:
+    // uncommented it parses, and its first table sets every key a forward table knows.
+    let example: String = text
+        .lines()
+        .skip_while(|line| *line != "# [[forward]]")
+        .filter_map(|line| line.strip_prefix('#'))
+        .map(|line| format!("{}\n", line.trim_start()))
+        .collect();
+    assert!(
+        !example.is_empty(),
+        "conf/punctual.toml shows no [[forward]] example"
+    );
+    let config = Config::from_toml(&example, Path::new("example.toml"))?;
+    assert!(!config.forward.is_empty(), "{example}");
+    let parsed: toml::Table = example.parse().unwrap_or_else(|error| panic!("{error}"));
+    let first = parsed
+        .get("forward")
+        .and_then(toml::Value::as_array)
+        .and_then(|tables| tables.first())
+        .and_then(toml::Value::as_table)
+        .unwrap_or_else(|| panic!("no [[forward]] table in {example}"));
+    let known = known_keys_of("[[forward]]");
+    let mut keys: Vec<&String> = first.keys().collect();
+    keys.sort();
+    let mut expected: Vec<&String> = known.iter().collect();
+    expected.sort();
+    assert_eq!(keys, expected, "[[forward]] example");
+    // And every section the tree knows is in the file, as a table or that example.
+    for section in known_keys_of("") {
+        assert!(
+            shipped.contains_key(&section) || section == "forward",
+            "conf/punctual.toml has no [{section}]"
+        );
+    }
     Ok(())
 }
 
 /// The keys `[section]` accepts, read from the message for an unknown one
 /// ("unknown field `x`, expected one of `a`, `b`").
 fn known_keys(section: &str) -> Vec<String> {
-    let message = reject(&format!("[{section}]\nno_such_key = 1\n")).reason;
+    known_keys_of(&format!("[{section}]"))
+}
+
+/// The keys accepted after `header` ("[cache]", "[[forward]]", "" for the top level).
+fn known_keys_of(header: &str) -> Vec<String> {
+    let message = reject(&format!("{header}\nno_such_key = 1\n")).reason;
     let (_, expected) = message
         .split_once("expected")
         .unwrap_or_else(|| panic!("no list of keys in {message:?}"));
@@ -324,6 +364,56 @@ fn a_shorter_deadline_must_stay_after_stale_answer_after() -> Result<(), ConfigE
     config.limits.deadline = Duration::from_secs(1);
     assert_eq!(config.validate(), Ok(()));
     assert_eq!(config.stale_answer_after(), Duration::from_millis(900));
+    Ok(())
+}
+
+#[test]
+fn forward_tables_are_parsed_and_checked() -> Result<(), ConfigError> {
+    let config = Config::from_toml(
+        "[[forward]]\nzone = \"Corp.Example.\"\nservers = [\"10.0.0.53\", \"10.0.1.53:5353\"]\n\n\
+         [[forward]]\nzone = \"10.in-addr.arpa\"\nservers = [\"10.0.0.53\"]\n",
+        Path::new("ok.toml"),
+    )?;
+    let zones: Vec<&str> = config
+        .forward
+        .iter()
+        .map(|forward| forward.zone.as_str())
+        .collect();
+    assert_eq!(zones, ["corp.example", "10.in-addr.arpa"]);
+    assert_eq!(
+        config.forward[0].servers,
+        [addr("10.0.0.53:53"), addr("10.0.1.53:5353")]
+    );
+    assert_eq!(config.forward[0].zone_wire(), b"\x04corp\x07example\x00");
+
+    let forward = |zone: &str, servers: &str| {
+        format!("[upstream]\nservers = []\n\n[[forward]]\nzone = {zone}\nservers = {servers}\n")
+    };
+    assert_rejected_at(&forward("\".\"", "[\"10.0.0.53\"]"), 5, "forward[0].zone");
+    assert_rejected_at(&forward("\"a..b\"", "[\"10.0.0.53\"]"), 5, "empty label");
+    assert_rejected_at(
+        &forward("\"corp.example\"", "[]"),
+        6,
+        "forward[0].servers is empty",
+    );
+    assert_rejected_at(
+        &forward("\"corp.example\"", "[\"corp-dns\"]"),
+        6,
+        "forward[0].servers[0]",
+    );
+    assert_rejected_at(
+        &forward("\"corp.example\"", "[\"::1\"]"),
+        6,
+        "back to punctual itself",
+    );
+    assert_rejected_at(
+        &format!(
+            "{}\n[[forward]]\nzone = \"corp.example.\"\nservers = [\"10.0.0.54\"]\n",
+            forward("\"corp.example\"", "[\"10.0.0.53\"]")
+        ),
+        9,
+        "already forwarded",
+    );
     Ok(())
 }
 

@@ -53,6 +53,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub limits: LimitsConfig,
     pub cache: CacheConfig,
+    /// `[[forward]]` tables: split DNS. Default none.
+    pub forward: Vec<ForwardConfig>,
     #[serde(skip)]
     origin: Origin,
 }
@@ -139,6 +141,37 @@ impl Strategy {
 impl fmt::Display for Strategy {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(self.name())
+    }
+}
+
+/// One `[[forward]]` table: names in `zone` and below it go to `servers` instead of
+/// `[upstream]`; where zones nest, the longest matching zone wins.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// The zone, such as "corp.example" or "10.in-addr.arpa": lower case, without the
+    /// trailing dot, never the root. A file may write it in any case, with or without
+    /// the trailing dot.
+    #[serde(deserialize_with = "value::zone")]
+    pub zone: String,
+    /// The servers for the zone, in the syntax of `[upstream] servers`; not empty.
+    #[serde(deserialize_with = "value::socket_addrs")]
+    pub servers: Vec<SocketAddr>,
+}
+
+impl ForwardConfig {
+    /// The zone as a lower-case DNS wire name: each label behind its length byte, then
+    /// the root's 0, so "corp.test" is `4 c o r p 4 t e s t 0`. A trailing dot is
+    /// ignored; expects a zone that [`Config::validate`] accepts.
+    pub fn zone_wire(&self) -> Vec<u8> {
+        let name = self.zone.strip_suffix('.').unwrap_or(&self.zone);
+        let mut wire = Vec::with_capacity(name.len() + 2);
+        for label in name.split('.').filter(|label| !label.is_empty()) {
+            wire.push(label.len() as u8);
+            wire.extend(label.bytes().map(|byte| byte.to_ascii_lowercase()));
+        }
+        wire.push(0);
+        wire
     }
 }
 
@@ -347,6 +380,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_listen()?;
         self.validate_upstream()?;
+        self.validate_forward()?;
         self.validate_limits()?;
         self.validate_cache()?;
         self.validate_stale()
@@ -426,22 +460,60 @@ impl Config {
         let same = self.unchanged(|config| &config.upstream.servers)
             && self.unchanged(|config| &config.listen.addresses);
         for (index, server) in self.upstream.servers.iter().enumerate() {
-            let key = format!("upstream.servers[{index}]");
-            let problem = if server.port() == 0 || server.ip().is_unspecified() {
-                Some(format!("{server} is not an address queries can be sent to"))
-            } else {
-                self.own_listener(*server).map(|listen| {
-                    format!(
-                        "{server} is punctual's own listen address {listen}; forwarding \
-                         there would send queries back to punctual itself"
-                    )
-                })
-            };
-            if let Some(problem) = problem {
+            if let Some(problem) = self.server_problem(*server) {
+                let key = format!("upstream.servers[{index}]");
                 return Err(self.invalid(&[(&key, same)], format!("{key}: {problem}")));
             }
         }
         Ok(())
+    }
+
+    /// `[[forward]]` tables: a valid zone, not the root and not twice; servers that
+    /// pass the rules of `[upstream] servers`.
+    fn validate_forward(&self) -> Result<(), ConfigError> {
+        let same = self.unchanged(|config| &config.forward);
+        let listen_same = same && self.unchanged(|config| &config.listen.addresses);
+        let mut zones: Vec<String> = Vec::with_capacity(self.forward.len());
+        for (index, forward) in self.forward.iter().enumerate() {
+            let key = format!("forward[{index}].zone");
+            let zone = value::parse_zone(&forward.zone)
+                .map_err(|problem| self.invalid(&[(&key, same)], format!("{key}: {problem}")))?;
+            if let Some(first) = zones.iter().position(|seen| *seen == zone) {
+                return Err(self.invalid(
+                    &[(&key, same)],
+                    format!("{key}: zone {zone:?} is already forwarded by forward[{first}]"),
+                ));
+            }
+            zones.push(zone);
+            if forward.servers.is_empty() {
+                let key = format!("forward[{index}].servers");
+                return Err(self.invalid(
+                    &[(&key, same), (&format!("forward[{index}]"), same)],
+                    format!("{key} is empty; a forward zone needs a server to ask"),
+                ));
+            }
+            for (server_index, server) in forward.servers.iter().enumerate() {
+                if let Some(problem) = self.server_problem(*server) {
+                    let key = format!("forward[{index}].servers[{server_index}]");
+                    return Err(self.invalid(&[(&key, listen_same)], format!("{key}: {problem}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Why `server` cannot be forwarded to, if it cannot: no address to send to, or
+    /// one of our own listen addresses.
+    fn server_problem(&self, server: SocketAddr) -> Option<String> {
+        if server.port() == 0 || server.ip().is_unspecified() {
+            return Some(format!("{server} is not an address queries can be sent to"));
+        }
+        self.own_listener(server).map(|listen| {
+            format!(
+                "{server} is punctual's own listen address {listen}; forwarding \
+                 there would send queries back to punctual itself"
+            )
+        })
     }
 
     fn validate_limits(&self) -> Result<(), ConfigError> {

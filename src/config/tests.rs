@@ -51,6 +51,7 @@ fn defaults() {
     assert_eq!(config.stale_answer_after(), Duration::from_millis(1_800));
     assert_eq!(config.cache.stale_ttl, Duration::from_secs(30));
     assert!(config.cache.prefetch);
+    assert!(config.forward.is_empty());
     assert_eq!(config.validate(), Ok(()));
 }
 
@@ -432,6 +433,182 @@ fn validation_errors_point_at_the_key() {
         assert_eq!(error.line, Some(line), "{text}: {error}");
         assert!(error.reason.contains(needle), "{text}: {error}");
     }
+}
+
+#[test]
+fn forward_tables() -> Result<(), ConfigError> {
+    let config = parse(
+        r#"
+        [upstream]
+        servers = ["192.0.2.1"]
+
+        [[forward]]
+        zone = "Corp.Example."
+        servers = ["10.0.0.53", "10.0.1.53:5353"]
+
+        [[forward]]
+        servers = ["[2001:db8::53]"]
+        zone = "10.in-addr.arpa"
+        "#,
+    )?;
+    assert_eq!(
+        config.forward,
+        [
+            ForwardConfig {
+                zone: "corp.example".into(),
+                servers: vec![addr("10.0.0.53:53"), addr("10.0.1.53:5353")],
+            },
+            ForwardConfig {
+                zone: "10.in-addr.arpa".into(),
+                servers: vec![addr("[2001:db8::53]:53")],
+            },
+        ]
+    );
+    assert_eq!(config.upstream.servers, [addr("192.0.2.1:53")]);
+    // Equal to the same tables built in code.
+    let mut built = Config::default();
+    built.upstream.servers = vec![addr("192.0.2.1")];
+    built.forward = config.forward.clone();
+    assert_eq!(config, built);
+    assert_eq!(built.validate(), Ok(()));
+    Ok(())
+}
+
+#[test]
+fn zone_wire() {
+    let forward = |zone: &str| ForwardConfig {
+        zone: zone.into(),
+        servers: vec![addr("192.0.2.1")],
+    };
+    assert_eq!(forward("corp.test").zone_wire(), b"\x04corp\x04test\x00");
+    assert_eq!(
+        forward("10.in-addr.arpa").zone_wire(),
+        b"\x0210\x07in-addr\x04arpa\x00"
+    );
+    // Lower case even when built in code with capitals and a trailing dot.
+    assert_eq!(forward("Corp.TEST.").zone_wire(), b"\x04corp\x04test\x00");
+    let long = "a".repeat(63);
+    let wire = forward(&long).zone_wire();
+    assert_eq!((wire[0], wire.len()), (63, 65));
+}
+
+#[test]
+fn forward_errors_point_at_the_key() {
+    let table =
+        |body: &str| format!("[upstream]\nservers = [\"192.0.2.1\"]\n\n[[forward]]\n{body}");
+    let cases = [
+        // Parse errors: the line of the bad value.
+        (
+            table("zone = \".\"\nservers = [\"10.0.0.53\"]\n"),
+            5,
+            "forward[0].zone: invalid zone \".\": the root zone",
+        ),
+        (
+            table("zone = \"\"\nservers = [\"10.0.0.53\"]\n"),
+            5,
+            "root zone",
+        ),
+        (
+            table("zone = \"corp..example\"\nservers = [\"10.0.0.53\"]\n"),
+            5,
+            "empty label",
+        ),
+        (
+            table(&format!(
+                "zone = \"{}.example\"\nservers = [\"10.0.0.53\"]\n",
+                "a".repeat(64)
+            )),
+            5,
+            "longer than 63",
+        ),
+        (
+            table("zone = \"corp example\"\nservers = [\"10.0.0.53\"]\n"),
+            5,
+            "not a letter",
+        ),
+        (
+            table("zone = 7\nservers = [\"10.0.0.53\"]\n"),
+            5,
+            "forward[0].zone",
+        ),
+        (
+            table(
+                "zone = \"corp.example\"\nservers = [\n  \"10.0.0.53\",\n  \"ns.corp.example\",\n]\n",
+            ),
+            8,
+            "forward[0].servers[1]: invalid address",
+        ),
+        (
+            table("zone = \"corp.example\"\nservers = [\"10.0.0.53\"]\nport = 53\n"),
+            7,
+            "port",
+        ),
+        // Validation errors.
+        (
+            table("zone = \"corp.example\"\nservers = []\n"),
+            6,
+            "forward[0].servers is empty",
+        ),
+        (
+            table("zone = \"corp.example\"\nservers = [\n  \"10.0.0.53\",\n  \"127.0.0.1\",\n]\n"),
+            8,
+            "forward[0].servers[1]: 127.0.0.1:53 is punctual's own listen address 127.0.0.1:53",
+        ),
+        (
+            table("zone = \"corp.example\"\nservers = [\"0.0.0.0\"]\n"),
+            6,
+            "not an address queries can be sent to",
+        ),
+        (
+            table(
+                "zone = \"corp.example\"\nservers = [\"10.0.0.53\"]\n\n[[forward]]\nzone = \"CORP.example.\"\nservers = [\"10.0.0.54\"]\n",
+            ),
+            9,
+            "forward[1].zone: zone \"corp.example\" is already forwarded by forward[0]",
+        ),
+    ];
+    for (text, line, needle) in cases {
+        let error = parse(&text).expect_err(&text);
+        assert_eq!(error.file.as_deref(), Some(Path::new("t.toml")), "{text}");
+        assert_eq!(error.line, Some(line), "{text}: {error}");
+        assert!(error.reason.contains(needle), "{text}: {error}");
+    }
+    // A missing key names the table.
+    let error = parse(&table("zone = \"corp.example\"\n")).expect_err("no servers");
+    assert!(error.reason.contains("servers"), "{error}");
+    let error = parse(&table("servers = [\"10.0.0.53\"]\n")).expect_err("no zone");
+    assert!(error.reason.contains("zone"), "{error}");
+    // Own listener on another port: listening on 5353 makes 127.0.0.1:5353 ourselves.
+    let error = parse(
+        "[listen]\naddresses = [\"[::]:5353\"]\n[[forward]]\nzone = \"test\"\nservers = [\"127.0.0.1:5353\"]\n",
+    )
+    .expect_err("own listener");
+    assert_eq!(error.line, Some(5), "{error}");
+}
+
+#[test]
+fn forward_rules_hold_for_tables_built_in_code() {
+    let mut config = Config {
+        forward: vec![ForwardConfig {
+            zone: ".".into(),
+            servers: vec![addr("10.0.0.53")],
+        }],
+        ..Config::default()
+    };
+    let error = config.validate().expect_err("root zone");
+    assert_eq!((error.file.as_deref(), error.line), (None, None));
+    assert!(error.reason.starts_with("forward[0].zone: "), "{error}");
+    config.forward[0].zone = "corp.example".into();
+    assert_eq!(config.validate(), Ok(()));
+    config.forward[0].servers.clear();
+    let error = config.validate().expect_err("no servers");
+    assert_eq!(
+        error.reason,
+        "forward[0].servers is empty; a forward zone needs a server to ask"
+    );
+    config.forward[0].servers = vec![addr("[::1]:53")];
+    let error = config.validate().expect_err("own listener");
+    assert!(error.reason.contains("punctual itself"), "{error}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The text forms of typed config values (durations, "auto"-or-duration, byte sizes,
-//! counts, socket addresses, upstream strategies): one parser per kind, shared by the TOML deserializers here and by any
+//! counts, socket addresses, upstream strategies, forward zones): one parser per kind, shared by the TOML deserializers here and by any
 //! command-line flag that overrides a config key, so both accept the same spellings.
 
 use std::{
@@ -105,6 +105,47 @@ pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
     }
 }
 
+/// The longest domain name in text form, without the trailing dot (RFC 1035 section
+/// 3.1: 255 octets on the wire).
+pub const MAX_NAME_LEN: usize = 253;
+
+/// Parses a forward zone such as "corp.example", "Corp.Example." or "10.in-addr.arpa"
+/// into its normal form: lower case, no trailing dot. Labels are 1 to 63 letters,
+/// digits, hyphens or underscores. The root ("." or "") is rejected: it is what
+/// `[upstream] servers` is for.
+pub fn parse_zone(text: &str) -> Result<String, String> {
+    let name = text.strip_suffix('.').unwrap_or(text);
+    if name.is_empty() {
+        return Err(format!(
+            "invalid zone {text:?}: the root zone is not a forward zone;              [upstream] servers answer for every name no [[forward]] zone covers"
+        ));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "invalid zone {text:?}: longer than {MAX_NAME_LEN} characters"
+        ));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(format!("invalid zone {text:?}: empty label"));
+        }
+        if label.len() > 63 {
+            return Err(format!(
+                "invalid zone {text:?}: label {label:?} is longer than 63 characters"
+            ));
+        }
+        if let Some(bad) = label
+            .chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return Err(format!(
+                "invalid zone {text:?}: {bad:?} is not a letter, digit, '-' or '_'"
+            ));
+        }
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
 /// Parses an upstream strategy: "fastest", "ordered" or "parallel", in lower case.
 pub fn parse_strategy(text: &str) -> Result<Strategy, String> {
     Strategy::ALL
@@ -159,6 +200,15 @@ pub(super) fn strategy<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Str
     deserializer.deserialize_any(FromText {
         expecting: "a strategy string: \"fastest\", \"ordered\" or \"parallel\"",
         parse: parse_strategy,
+        _value: PhantomData,
+    })
+}
+
+/// Deserializes a forward zone into its normal form (see [`parse_zone`]).
+pub(super) fn zone<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    deserializer.deserialize_any(FromText {
+        expecting: "a zone string such as \"corp.example\" or \"10.in-addr.arpa\"",
+        parse: parse_zone,
         _value: PhantomData,
     })
 }
@@ -335,6 +385,45 @@ mod tests {
                 "{bad}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn zones() {
+        assert_eq!(parse_zone("corp.example"), Ok("corp.example".into()));
+        assert_eq!(parse_zone("Corp.Example."), Ok("corp.example".into()));
+        assert_eq!(parse_zone("10.in-addr.arpa"), Ok("10.in-addr.arpa".into()));
+        assert_eq!(parse_zone("_srv.x-y.test"), Ok("_srv.x-y.test".into()));
+        assert_eq!(parse_zone("test"), Ok("test".into()));
+        let long_label = "a".repeat(63);
+        assert!(parse_zone(&format!("{long_label}.test")).is_ok());
+        let longest = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61),
+        ]
+        .join(".");
+        assert_eq!(longest.len(), MAX_NAME_LEN);
+        assert!(parse_zone(&longest).is_ok());
+        assert!(parse_zone(&format!("{longest}.")).is_ok());
+        let cases = [
+            ("", "root"),
+            (".", "root"),
+            ("corp..example", "empty label"),
+            (".corp.example", "empty label"),
+            ("corp.example..", "empty label"),
+            ("corp example", "' '"),
+            ("corp/example", "'/'"),
+            ("exämple.test", "'ä'"),
+        ];
+        for (bad, needle) in cases {
+            let error = parse_zone(bad).expect_err(bad);
+            assert!(error.contains(needle), "{bad}: {error}");
+        }
+        let error = parse_zone(&format!("a{long_label}.test")).expect_err("64");
+        assert!(error.contains("longer than 63"), "{error}");
+        let error = parse_zone(&format!("a{longest}")).expect_err("254");
+        assert!(error.contains("longer than 253"), "{error}");
     }
 
     #[test]

@@ -23,6 +23,7 @@
 
 mod health;
 mod message;
+mod routes;
 mod tcp;
 mod udp;
 mod watch;
@@ -39,6 +40,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 pub use health::{MIN_RTO, Snapshot};
 pub use message::Question;
+pub use routes::Routes;
 pub use watch::watch_resolv_conf;
 
 use crate::answer::Answer;
@@ -55,6 +57,7 @@ struct Server {
     health: Health,
 }
 
+#[derive(Debug, Clone, Copy)]
 pub struct UpstreamOptions {
     pub strategy: Strategy,
     /// The first wait, before a server's RTT is known (RFC 6298 §2.1).
