@@ -14,6 +14,9 @@
 #   shortttl names with TTLs of 1-5 s and of 10-15 s at a fixed rate, prefetch on
 #            and off, serve_stale off -> share of queries that waited on the upstream
 #   rss      fill the cache with 100k, then 1M unique names -> VmRSS, bytes per entry
+#   hedge    two upstream nsd, unique names at a fixed rate; at a third of the run the
+#            preferred upstream hangs (SIGSTOP) -> p50 / p99 / p99.9 and lost %, whole
+#            run and after the hang
 #
 # Run as root (it apt-get installs dnsperf, nsd and dig when missing):
 #   sudo benches/load.sh
@@ -48,7 +51,7 @@ TIMEOUT=${TIMEOUT:-2}                         # dnsperf -t, seconds before a que
 LATENCY_QPS=${LATENCY_QPS:-10000}             # dnsperf -Q for the latency workload
 CACHED_NAMES=${CACHED_NAMES:-1000}
 MISS_NAMES=${MISS_NAMES:-2000000}
-WORKLOADS=${WORKLOADS:-cached miss latency}   # also: shortttl rss
+WORKLOADS=${WORKLOADS:-cached miss latency}   # also: shortttl rss hedge
 SHORT_NAMES=${SHORT_NAMES:-500}               # shortttl: names per TTL set
 SHORT_QPS=${SHORT_QPS:-2000}                  # shortttl: dnsperf -Q
 SHORT_DURATION=${SHORT_DURATION:-60}          # shortttl: dnsperf -l of each of its 4 runs
@@ -56,7 +59,10 @@ RSS_STEPS=${RSS_STEPS:-100000 1000000}        # rss: cache fills (unique names) 
 RSS_ENTRIES=${RSS_ENTRIES:-1100000}           # rss: [cache] entries
 RSS_MAX_BYTES=${RSS_MAX_BYTES:-2GiB}          # rss: [cache] max_bytes
 RSS_TIME_LIMIT=${RSS_TIME_LIMIT:-600}         # rss: dnsperf -l cap of each fill step
-INSTANCE_PORT=${INSTANCE_PORT:-5303}          # shortttl, rss: their punctual listens on RESOLVER_ADDR:INSTANCE_PORT
+INSTANCE_PORT=${INSTANCE_PORT:-5303}          # shortttl, rss, hedge: their punctual listens on RESOLVER_ADDR:INSTANCE_PORT
+UPSTREAM2_ADDR=${UPSTREAM2_ADDR:-127.0.0.203} # hedge: second nsd, on UPSTREAM2_ADDR:UPSTREAM_PORT
+HEDGE_QPS=${HEDGE_QPS:-2000}                  # hedge: dnsperf -Q
+HEDGE_OUTSTANDING=${HEDGE_OUTSTANDING:-500}   # hedge: dnsperf -q (room for queries held up by the hang)
 NSD_SERVERS=${NSD_SERVERS:-1}                 # nsd server-count
 UNBOUND_THREADS=${UNBOUND_THREADS:-$(nproc)}
 RESOLVER_CPUS=${RESOLVER_CPUS:-}              # taskset -c lists; empty = no pinning
@@ -74,12 +80,12 @@ bin() { command -v "$1" 2>/dev/null || echo "/usr/sbin/$1"; }
 
 is_loopback() { [[ $1 =~ ^127\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]]; }
 is_port() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le 65535 ]; }
-for v in UPSTREAM_ADDR RESOLVER_ADDR; do
+for v in UPSTREAM_ADDR RESOLVER_ADDR UPSTREAM2_ADDR; do
     is_loopback "${!v}" || die "$v=${!v} is not a 127.0.0.0/8 address; this script only talks to loopback"
 done
 for v in UPSTREAM_PORT RESOLVER_PORT INSTANCE_PORT; do is_port "${!v}" || die "$v=${!v} is not a port"; done
 for v in DURATION CLIENTS OUTSTANDING THREADS TIMEOUT LATENCY_QPS CACHED_NAMES MISS_NAMES NSD_SERVERS \
-    SHORT_NAMES SHORT_QPS SHORT_DURATION RSS_ENTRIES RSS_TIME_LIMIT; do
+    SHORT_NAMES SHORT_QPS SHORT_DURATION RSS_ENTRIES RSS_TIME_LIMIT HEDGE_QPS HEDGE_OUTSTANDING; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]] || [ "${!v}" -eq 0 ]; then die "$v=${!v} must be a positive integer"; fi
 done
 case $TARGET in
@@ -95,10 +101,17 @@ OWN=""                                        # workloads that start a punctual 
 for w in $WORKLOADS; do
     case $w in
         cached | miss | latency) CLASSIC+=" $w" ;;
-        shortttl | rss) OWN+=" $w" ;;
-        *) die "unknown workload $w (cached | miss | latency | shortttl | rss)" ;;
+        shortttl | rss | hedge) OWN+=" $w" ;;
+        *) die "unknown workload $w (cached | miss | latency | shortttl | rss | hedge)" ;;
     esac
 done
+HEDGE=0
+if [[ " $OWN " == *" hedge "* ]]; then
+    HEDGE=1
+    for a in "$RESOLVER_ADDR:$RESOLVER_PORT" "$UPSTREAM_ADDR:$UPSTREAM_PORT" "$RESOLVER_ADDR:$INSTANCE_PORT"; do
+        [ "$UPSTREAM2_ADDR:$UPSTREAM_PORT" != "$a" ] || die "UPSTREAM2_ADDR=$UPSTREAM2_ADDR: $a is taken"
+    done
+fi
 if [ -n "$OWN" ]; then
     [ "$TARGET" = punctual ] || die "workloads$OWN start punctual themselves: they need TARGET=punctual"
     for a in "$RESOLVER_ADDR:$RESOLVER_PORT" "$UPSTREAM_ADDR:$UPSTREAM_PORT"; do
@@ -121,6 +134,8 @@ fi
 CLK_TCK=$(getconf CLK_TCK)
 TMP=""
 NSD_PID=""
+NSD2_PID=""                                   # hedge: the second upstream nsd
+STOPPED_PIDS=""                               # hedge: nsd processes held with SIGSTOP
 SERVER_PID=""                                 # resolver process this script started
 INSTANCE_PID=""                               # punctual started by shortttl or rss (one at a time)
 DNSPERF_PID=""
@@ -174,15 +189,24 @@ cleanup() {
     set +e
     trap - EXIT INT TERM
     restore_policy_rc
+    resume_stopped
     stop_pid "$DNSPERF_PID" dnsperf
     stop_pid "$INSTANCE_PID" punctual
     stop_pid "$SERVER_PID" "$TARGET"
     stop_pid "$NSD_PID" nsd
+    stop_pid "$NSD2_PID" "nsd (second upstream)"
     if [ -n "$TMP" ] && [ -d "$TMP" ]; then
         if [ "$KEEP_TMP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
     fi
     exit "$rc"
 }
+# SIGCONT what the hedge workload stopped (a stopped process would not act on SIGTERM)
+resume_stopped() {
+    local p
+    for p in $STOPPED_PIDS; do kill -CONT "$p" 2>/dev/null || true; done
+    STOPPED_PIDS=""
+}
+
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -326,21 +350,25 @@ TMP=$(mktemp -d /tmp/punctual-load.XXXXXX)
 log "generating zone and query files in $TMP ($CACHED_NAMES cached names, $MISS_NAMES miss names, 2 x $SHORT_NAMES short-TTL names)"
 "$SCRIPT_DIR/gen-zone.sh" "$TMP" "$CACHED_NAMES" "$MISS_NAMES" "$SHORT_NAMES"
 
-cat > "$TMP/nsd.conf" <<EOF
+# start_nsd NAME ADDR PIDVAR: nsd serving bench.test on ADDR:UPSTREAM_PORT, files
+# $TMP/NAME.*; its pid goes into PIDVAR (before the wait, so that cleanup stops it)
+start_nsd() {
+    local name=$1 addr=$2 pidvar=$3
+    cat > "$TMP/$name.conf" <<EOF
 server:
-    ip-address: $UPSTREAM_ADDR@$UPSTREAM_PORT
+    ip-address: $addr@$UPSTREAM_PORT
     port: $UPSTREAM_PORT
     do-ip4: yes
     do-ip6: no
     username: ""
     chroot: ""
     zonesdir: "$TMP"
-    pidfile: "$TMP/nsd.pid"
+    pidfile: "$TMP/$name.pid"
     database: ""
-    zonelistfile: "$TMP/nsd.zonelist"
-    xfrdfile: "$TMP/nsd.xfrd.state"
+    zonelistfile: "$TMP/$name.zonelist"
+    xfrdfile: "$TMP/$name.xfrd.state"
     xfrdir: "$TMP"
-    logfile: "$TMP/nsd.log"
+    logfile: "$TMP/$name.log"
     server-count: $NSD_SERVERS
     reuseport: yes
     verbosity: 0
@@ -354,11 +382,15 @@ zone:
     name: "bench.test"
     zonefile: "bench.test.zone"
 EOF
-"$(bin nsd-checkconf)" "$TMP/nsd.conf" || die "nsd-checkconf rejected $TMP/nsd.conf"
-[ -z "$(probe "$UPSTREAM_ADDR" "$UPSTREAM_PORT")" ] || die "something already answers on $UPSTREAM_ADDR:$UPSTREAM_PORT"
-launch "$UPSTREAM_CPUS" "$TMP/nsd.out" "$NSD_BIN" -d -c "$TMP/nsd.conf"
-NSD_PID=$LAUNCHED_PID
-wait_ready nsd "$UPSTREAM_ADDR" "$UPSTREAM_PORT" "$NSD_PID" "$TMP/nsd.log"
+    "$(bin nsd-checkconf)" "$TMP/$name.conf" || die "nsd-checkconf rejected $TMP/$name.conf"
+    [ -z "$(probe "$addr" "$UPSTREAM_PORT")" ] || die "something already answers on $addr:$UPSTREAM_PORT"
+    launch "$UPSTREAM_CPUS" "$TMP/$name.out" "$NSD_BIN" -d -c "$TMP/$name.conf"
+    printf -v "$pidvar" %s "$LAUNCHED_PID"
+    wait_ready "$name" "$addr" "$UPSTREAM_PORT" "$LAUNCHED_PID" "$TMP/$name.log"
+}
+
+start_nsd nsd "$UPSTREAM_ADDR" NSD_PID
+if [ "$HEDGE" = 1 ]; then start_nsd nsd2 "$UPSTREAM2_ADDR" NSD2_PID; fi
 
 # ---------------------------------------------------------------- resolver
 # shortttl and rss start their own punctual: without cached, miss or latency
@@ -510,20 +542,22 @@ vm_kb() { # vm_kb PID FIELD -> FIELD (VmRSS, VmHWM) of /proc/PID/status in kB
     awk -v f="$2:" '$1 == f { print $2; exit }' "/proc/$1/status"
 }
 
-# instance_start NAME CACHE_KEYS: start punctual with a config file of its own,
-# a [cache] section with CACHE_KEYS (every other key at its default), listening
-# on RESOLVER_ADDR:INSTANCE_PORT; log level info (and RUST_LOG unset) for the
-# final counters line. dnsperf_run sends to it until instance_stop.
+# instance_start NAME CONFIG [UPSTREAM]: start punctual with a config file of its
+# own holding CONFIG (every other key at its default), listening on
+# RESOLVER_ADDR:INSTANCE_PORT, with --upstream UPSTREAM unless that is "-"
+# (default UPSTREAM_ADDR:UPSTREAM_PORT); log level info (and RUST_LOG unset) for
+# the final counters line. dnsperf_run sends to it until instance_stop.
 instance_start() {
-    local name=$1 cfg="$TMP/$1.toml" logf="$TMP/$1.log"
+    local name=$1 cfg="$TMP/$1.toml" logf="$TMP/$1.log" up=${3:-$UPSTREAM_ADDR:$UPSTREAM_PORT}
     local -a args
-    printf '[cache]\n%s\n' "$2" > "$cfg"
+    printf '%s\n' "$2" > "$cfg"
     [ -z "$(probe "$RESOLVER_ADDR" "$INSTANCE_PORT")" ] || die "something already answers on $RESOLVER_ADDR:$INSTANCE_PORT"
-    args=(run --config "$cfg" --listen "$RESOLVER_ADDR:$INSTANCE_PORT" --upstream "$UPSTREAM_ADDR:$UPSTREAM_PORT"
-        --log-level info)
+    args=(run --config "$cfg" --listen "$RESOLVER_ADDR:$INSTANCE_PORT")
+    if [ "$up" != - ]; then args+=(--upstream "$up"); fi
+    args+=(--log-level info)
     # shellcheck disable=SC2206
     args+=($PUNCTUAL_ARGS)
-    log "$name: starting $PUNCTUAL ${args[*]} with [cache] $(paste -sd' ' <<< "$2")"
+    log "$name: starting $PUNCTUAL ${args[*]} with config: $(paste -sd' ' <<< "$2")"
     launch "$RESOLVER_CPUS" "$logf" env -u RUST_LOG "$PUNCTUAL" "${args[@]}"
     INSTANCE_PID=$LAUNCHED_PID
     wait_ready "$name" "$RESOLVER_ADDR" "$INSTANCE_PORT" "$INSTANCE_PID" "$logf"
@@ -554,7 +588,8 @@ instance_stop() {
 # a fresh punctual with serve_stale off (an expired entry waits on the upstream)
 shortttl() {
     local set=$1 pf=$2 n="shortttl.$1.$2"
-    instance_start "$n" "prefetch = $pf
+    instance_start "$n" "[cache]
+prefetch = $pf
 serve_stale = false"
     log "$n: ${SHORT_DURATION}s over $SHORT_NAMES names ($set) at $SHORT_QPS q/s"
     dnsperf_run "$TMP/$n.out" -d "$TMP/$set.txt" -l "$SHORT_DURATION" -Q "$SHORT_QPS" \
@@ -568,7 +603,8 @@ serve_stale = false"
 # VmRSS before and after each step
 rss() {
     local step prev=0 done_=0
-    instance_start rss "entries = $RSS_ENTRIES
+    instance_start rss "[cache]
+entries = $RSS_ENTRIES
 max_bytes = \"$RSS_MAX_BYTES\""
     R[rss.0.vmrss]=$(vm_kb "$INSTANCE_PID" VmRSS)
     R[rss.0.vmhwm]=$(vm_kb "$INSTANCE_PID" VmHWM)
@@ -595,6 +631,88 @@ max_bytes = \"$RSS_MAX_BYTES\""
         prev=$step
     done
     instance_stop rss
+}
+
+# pcts FILE: "N P50 P99 P99.9" (ms) of the latencies in seconds in FILE, one a line
+pcts() {
+    sort -g "$1" | awk '{ v[NR] = $1 }
+         function pct(p,   i) { i = int(p * NR + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; return v[i] * 1000 }
+         END { if (NR == 0) { print 0, "-", "-", "-"; exit }
+               printf "%d %.3f %.3f %.3f\n", NR, pct(0.50), pct(0.99), pct(0.999) }'
+}
+
+# hedge: a fresh punctual with both nsd as [upstream] servers (strategy "fastest",
+# deadline 2s), unique names at HEDGE_QPS for DURATION s; at DURATION/3 the nsd that
+# answered more so far (by CPU time: the one punctual prefers) is held with SIGSTOP
+# until the end of the run
+hedge() {
+    local out="$TMP/hedge.out" third t0 t1 t_end r0 r1 u0 u1 a0 a1 b0 b1 da db victim p k
+    head -n $((DURATION * HEDGE_QPS * 2)) "$TMP/miss.txt" > "$TMP/hedge.txt" # small: dnsperf starts at once
+    instance_start hedge "[upstream]
+servers = [\"$UPSTREAM_ADDR:$UPSTREAM_PORT\", \"$UPSTREAM2_ADDR:$UPSTREAM_PORT\"]
+strategy = \"fastest\"
+
+[limits]
+deadline = \"2s\"" -
+    third=$(awk -v d="$DURATION" 'BEGIN { printf "%.3f", d / 3 }')
+    log "hedge: ${DURATION}s of unique names at $HEDGE_QPS q/s; the preferred upstream hangs after ${third}s"
+    r0=$(cpu_ticks "$PERF_PID")
+    a0=$(cpu_ticks "$NSD_PID")
+    b0=$(cpu_ticks "$NSD2_PID")
+    t0=$(date +%s.%N)
+    "${LOADGEN[@]}" dnsperf -s "$RESOLVER_ADDR" -p "$PERF_PORT" -t "$TIMEOUT" -d "$TMP/hedge.txt" -n 1 \
+        -l "$DURATION" -Q "$HEDGE_QPS" -c "$CLIENTS" -q "$HEDGE_OUTSTANDING" -T "$THREADS" -v > "$out" 2> "$out.err" &
+    DNSPERF_PID=$!
+    sleep "$third" &
+    wait $!
+    is_running "$DNSPERF_PID" || die "hedge: dnsperf ended before the hang ($(cat "$out.err"))"
+    a1=$(cpu_ticks "$NSD_PID")
+    b1=$(cpu_ticks "$NSD2_PID")
+    da=$((a1 - a0)) db=$((b1 - b0))
+    if [ "$db" -gt "$da" ]; then victim=$NSD2_PID R[hedge.victim]=$UPSTREAM2_ADDR; else victim=$NSD_PID R[hedge.victim]=$UPSTREAM_ADDR; fi
+    # nsd forks its server processes: stop the whole tree (resume_stopped undoes it)
+    for p in $(proc_tree "$victim"); do
+        STOPPED_PIDS+=" $p"
+        kill -STOP "$p" 2>/dev/null || true
+    done
+    t1=$(date +%s.%N)
+    R[hedge.before_cpu]="$UPSTREAM_ADDR $(ticks_to_s "$da") s, $UPSTREAM2_ADDR $(ticks_to_s "$db") s"
+    log "hedge: nsd CPU so far: ${R[hedge.before_cpu]}; stopped ${R[hedge.victim]} (pids$STOPPED_PIDS) at +$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')s"
+    if ! wait "$DNSPERF_PID"; then
+        DNSPERF_PID=""
+        resume_stopped
+        cat "$out.err" >&2
+        die "dnsperf failed (hedge)"
+    fi
+    DNSPERF_PID=""
+    t_end=$(date +%s.%N)
+    resume_stopped
+    r1=$(cpu_ticks "$PERF_PID")
+    u1=$(($(cpu_ticks "$NSD_PID") + $(cpu_ticks "$NSD2_PID")))
+    u0=$((a0 + b0))
+    echo "$((r1 - r0)) $((u1 - u0))" > "$out.cpu"
+    is_running "$PERF_PID" || die "punctual (hedge) exited during the run"
+    record hedge "$out"
+    if awk -v q="${R[hedge.qps]}" -v t="$HEDGE_QPS" 'BEGIN { exit !(q < 0.95 * t) }'; then
+        log "warning: hedge run reached ${R[hedge.qps]} q/s, short of -Q $HEDGE_QPS"
+    fi
+    # -v lines come in the order answers (or timeouts) arrived; at a fixed rate, the
+    # first (hang - start) / DURATION of the queries sent were answered before the hang
+    R[hedge.hang_at]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    R[hedge.runtime_wall]=$(awk -v a="$t0" -v b="$t_end" 'BEGIN { printf "%.3f", b - a }')
+    k=$(awk -v s="${R[hedge.sent]}" -v h="${R[hedge.hang_at]}" -v d="$DURATION" 'BEGIN { printf "%d", s * h / d }')
+    R[hedge.split]=$k
+    awk '$1 == ">" && (NF == 5 || $2 == "T")' "$out" > "$TMP/hedge.lines"
+    R[hedge.lines]=$(wc -l < "$TMP/hedge.lines")
+    awk '$2 != "T" && $2 != "I" && NF == 5 { print $5 }' "$TMP/hedge.lines" > "$TMP/hedge.all"
+    awk -v k="$k" 'NR > k && $2 != "T" && $2 != "I" && NF == 5 { print $5 }' "$TMP/hedge.lines" > "$TMP/hedge.after"
+    read -r 'R[hedge.all.n]' 'R[hedge.all.p50]' 'R[hedge.all.p99]' 'R[hedge.all.p999]' < <(pcts "$TMP/hedge.all")
+    read -r 'R[hedge.after.n]' 'R[hedge.after.p50]' 'R[hedge.after.p99]' 'R[hedge.after.p999]' < <(pcts "$TMP/hedge.after")
+    R[hedge.after.timeouts]=$(awk -v k="$k" 'NR > k && $2 == "T"' "$TMP/hedge.lines" | wc -l)
+    R[hedge.after.lost]=$(awk -v t="${R[hedge.after.timeouts]}" -v n="${R[hedge.after.n]}" \
+        'BEGIN { printf "%.2f", (t + n ? 100 * t / (t + n) : 0) }')
+    instance_stop hedge
+    R[hedge.counters]=$(grep -m1 ' final counters ' "$TMP/hedge.log" | sed 's/.* final counters/final counters/')
 }
 
 for w in $WORKLOADS; do
@@ -646,7 +764,8 @@ for w in $WORKLOADS; do
             done
             ;;
         rss) rss ;;
-        *) die "unknown workload $w (cached | miss | latency | shortttl | rss)" ;;
+        hedge) hedge ;;
+        *) die "unknown workload $w (cached | miss | latency | shortttl | rss | hedge)" ;;
     esac
 done
 
@@ -755,6 +874,27 @@ report_rss() {
         printf "RSS per entry: (VmRSS at the end - before) / (cache_entries - 1) = %.1f bytes; VmRSS %.1f MiB for %d entries\n",
             (e > 1 ? (r1 - r0) * 1024 / (e - 1) : 0), r1 / 1024, e
     }'
+}
+
+report_hedge() {
+    echo "hedge: a fresh punctual, [upstream] servers = [$UPSTREAM_ADDR:$UPSTREAM_PORT, $UPSTREAM2_ADDR:$UPSTREAM_PORT], strategy \"fastest\","
+    echo "[limits] deadline = \"2s\"; unique names, dnsperf -Q $HEDGE_QPS -l $DURATION -c $CLIENTS -q $HEDGE_OUTSTANDING -t $TIMEOUT -v"
+    echo "nsd CPU before the hang: ${R[hedge.before_cpu]} -> preferred, and hung with SIGSTOP:"
+    echo "${R[hedge.victim]} at +${R[hedge.hang_at]} s of the run (SIGCONT after the run)"
+    echo
+    printf '%-12s | %8s | %8s | %8s | %8s | %8s | %8s\n' part answered timeouts 'lost %' 'p50 ms' 'p99 ms' 'p99.9 ms'
+    printf '%s\n' '-------------+----------+----------+----------+----------+----------+---------'
+    printf '%-12s | %8s | %8s | %8s | %8s | %8s | %8s\n' 'whole run' "${R[hedge.all.n]}" \
+        "$((${R[hedge.sent]} - ${R[hedge.completed]}))" "${R[hedge.lost]}" "${R[hedge.all.p50]}" "${R[hedge.all.p99]}" "${R[hedge.all.p999]}"
+    printf '%-12s | %8s | %8s | %8s | %8s | %8s | %8s\n' 'after hang' "${R[hedge.after.n]}" \
+        "${R[hedge.after.timeouts]}" "${R[hedge.after.lost]}" "${R[hedge.after.p50]}" "${R[hedge.after.p99]}" "${R[hedge.after.p999]}"
+    echo
+    echo "sent ${R[hedge.sent]}, answered ${R[hedge.completed]} at ${R[hedge.qps]} q/s; rcodes: ${R[hedge.rcodes]:-none}"
+    echo "after hang = the -v lines after the first ${R[hedge.split]} of ${R[hedge.lines]} (sent x hang instant / DURATION)"
+    echo "punctual: upstream_queries=${R[hedge.upstream_queries]:--} upstream_probes=${R[hedge.upstream_probes]:-(not logged)}" \
+        "lookup_timeouts=${R[hedge.lookup_timeouts]:--} lookups_started=${R[hedge.lookups_started]:--}"
+    echo "${R[hedge.counters]}"
+    echo "expected: no losses; p99 after the hang below the hung upstream's RTO (at least 50 ms) + the other's RTT"
 }
 
 report() {

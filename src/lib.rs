@@ -194,6 +194,7 @@ fn log_final_counters(resolver: &Resolver) {
         abandoned_waiters = m.abandoned_waiters.get(),
         overload_answers = m.overload_answers.get(),
         upstream_queries = m.upstream_queries.get(),
+        upstream_probes = m.upstream_probes.get(),
         lookup_timeouts = m.lookup_timeouts.get(),
         cache_entries = resolver.cache_len(),
         cache_bytes = resolver.cache().bytes(),
