@@ -155,9 +155,11 @@ impl Cache {
     }
 
     /// Stores `answer` if it may be cached (replacing a failure or a stale
-    /// answer for the same question).
+    /// answer for the same question). One that may not still ends a remembered
+    /// failure: the upstream has answered, so the next query must ask again.
     pub fn insert(&self, key: Key, answer: Arc<Answer>) {
         let Some(ttl) = answer.cache_ttl(&self.limits.ttl) else {
+            self.forget_failure(&key);
             return;
         };
         let expires = answer.received() + Duration::from_secs(u64::from(ttl));
@@ -196,9 +198,7 @@ impl Cache {
         self.metrics.cache_failure_inserts.inc();
     }
 
-    /// Drops a remembered failure for `key` (the upstream answered, though with
-    /// nothing cacheable): the next query must ask again, not fail.
-    pub fn forget_failure(&self, key: &Key) {
+    fn forget_failure(&self, key: &Key) {
         let mut store = self.lock();
         if store
             .entries

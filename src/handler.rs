@@ -244,10 +244,7 @@ impl Resolver {
                 self.cache
                     .insert_failure(lookup.key().clone(), error, Instant::now());
             }
-            Ok(answer) if answer.cache_ttl(self.cache.policy()).is_some() => {
-                self.cache.insert(lookup.key().clone(), Arc::clone(answer));
-            }
-            Ok(_) => self.cache.forget_failure(lookup.key()),
+            Ok(answer) => self.cache.insert(lookup.key().clone(), Arc::clone(answer)),
             Err(error) => {
                 self.cache
                     .insert_failure(lookup.key().clone(), *error, Instant::now());
