@@ -20,21 +20,8 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use tokio::time::sleep;
 
-/// How long a test client waits at most: far past any deadline, so a missing
-/// reply fails as a timeout instead of hanging the test.
-const CLIENT_LIMIT: Duration = Duration::from_secs(2);
 /// What "at once" means for an answer from cache.
 const AT_ONCE: Duration = Duration::from_millis(100);
-
-fn edns() -> QueryOpts {
-    QueryOpts::default().with_edns(1232)
-}
-
-async fn ask(server: SocketAddr, name: &str, rtype: RecordType) -> Reply {
-    query_udp(server, name, rtype, &edns(), CLIENT_LIMIT)
-        .await
-        .unwrap_or_else(|e| panic!("{name} {rtype}: no reply from punctual: {e}"))
-}
 
 /// A NOERROR answer carrying exactly `ip`; returns the TTL of its one record.
 fn answer_ttl(reply: &Reply, ip: &str) -> u32 {
@@ -83,12 +70,12 @@ async fn repeated_question_is_a_hit_in_any_letter_case() {
     upstream.add_a(NAME, "192.0.2.100", 300);
     let server = start_with(cache_config(upstream.addr(), |_| {})).await;
 
-    let first = ask(server.udp, NAME, RecordType::A).await;
+    let first = ask_type(server.udp, NAME, RecordType::A).await;
     let first_ttl = answer_ttl(&first, "192.0.2.100");
     assert_eq!(first_ttl, 300);
     assert_eq!(upstream.queries(), 1);
 
-    let second = ask(server.udp, NAME, RecordType::A).await;
+    let second = ask_type(server.udp, NAME, RecordType::A).await;
     let second_ttl = answer_ttl(&second, "192.0.2.100");
     assert!(
         second_ttl <= first_ttl && second_ttl >= first_ttl - 1,
@@ -102,7 +89,7 @@ async fn repeated_question_is_a_hit_in_any_letter_case() {
     assert_eq!(upstream.queries(), 1, "a hit must not reach the upstream");
 
     const SHOUTED: &str = "WwW.HIT.tEsT";
-    let cased = ask(server.udp, SHOUTED, RecordType::A).await;
+    let cased = ask_type(server.udp, SHOUTED, RecordType::A).await;
     answer_ttl(&cased, "192.0.2.100");
     let question = wire_question(SHOUTED, RecordType::A);
     assert_eq!(
@@ -137,7 +124,7 @@ async fn full_cache_evicts_the_least_recently_used() {
         ("b.lru.test", "192.0.2.2"),
         ("c.lru.test", "192.0.2.3"),
     ] {
-        answer_ttl(&ask(server.udp, name, RecordType::A).await, ip);
+        answer_ttl(&ask_type(server.udp, name, RecordType::A).await, ip);
     }
     assert_eq!(upstream.queries(), 3);
     assert_eq!(server.stats.cache_entries(), 2);
@@ -145,7 +132,7 @@ async fn full_cache_evicts_the_least_recently_used() {
 
     // a was the oldest: evicted, so it goes upstream again (and pushes out b).
     answer_ttl(
-        &ask(server.udp, "a.lru.test", RecordType::A).await,
+        &ask_type(server.udp, "a.lru.test", RecordType::A).await,
         "192.0.2.1",
     );
     assert_eq!(
@@ -157,7 +144,7 @@ async fn full_cache_evicts_the_least_recently_used() {
     assert_eq!(server.stats.cache_entries(), 2);
     // c was more recent than b, so c is still there.
     answer_ttl(
-        &ask(server.udp, "c.lru.test", RecordType::A).await,
+        &ask_type(server.udp, "c.lru.test", RecordType::A).await,
         "192.0.2.3",
     );
     assert_eq!(
@@ -177,15 +164,24 @@ async fn entry_expires_with_its_ttl() {
     let server = start_with(cache_config(upstream.addr(), |_| {})).await;
 
     assert_eq!(
-        answer_ttl(&ask(server.udp, NAME, RecordType::A).await, "192.0.2.102"),
+        answer_ttl(
+            &ask_type(server.udp, NAME, RecordType::A).await,
+            "192.0.2.102"
+        ),
         1
     );
-    answer_ttl(&ask(server.udp, NAME, RecordType::A).await, "192.0.2.102");
+    answer_ttl(
+        &ask_type(server.udp, NAME, RecordType::A).await,
+        "192.0.2.102",
+    );
     assert_eq!(upstream.queries(), 1, "fresh within its TTL");
 
     sleep(Duration::from_millis(1100)).await;
     assert_eq!(
-        answer_ttl(&ask(server.udp, NAME, RecordType::A).await, "192.0.2.102"),
+        answer_ttl(
+            &ask_type(server.udp, NAME, RecordType::A).await,
+            "192.0.2.102"
+        ),
         1
     );
     assert_eq!(
@@ -211,12 +207,18 @@ async fn max_ttl_caps_what_is_served() {
     });
     let server = start_with(config).await;
 
-    let first = answer_ttl(&ask(server.udp, NAME, RecordType::A).await, "192.0.2.103");
+    let first = answer_ttl(
+        &ask_type(server.udp, NAME, RecordType::A).await,
+        "192.0.2.103",
+    );
     assert!(
         (4..=5).contains(&first),
         "TTL 3600 served as {first}, max_ttl 5 s"
     );
-    let cached = answer_ttl(&ask(server.udp, NAME, RecordType::A).await, "192.0.2.103");
+    let cached = answer_ttl(
+        &ask_type(server.udp, NAME, RecordType::A).await,
+        "192.0.2.103",
+    );
     assert!(cached <= first && cached >= 4, "cached TTL {cached}");
     assert_eq!(upstream.queries(), 1);
     server.stop().await;
@@ -232,10 +234,13 @@ async fn min_ttl_raises_what_is_served_and_how_long_it_is_kept() {
     });
     let server = start_with(config).await;
 
-    let first = answer_ttl(&ask(server.udp, NAME, RecordType::A).await, "192.0.2.104");
+    let first = answer_ttl(
+        &ask_type(server.udp, NAME, RecordType::A).await,
+        "192.0.2.104",
+    );
     assert_eq!(first, 10, "TTL 1 served as {first}, min_ttl 10 s");
     sleep(Duration::from_millis(1500)).await;
-    let later = ask(server.udp, NAME, RecordType::A).await;
+    let later = ask_type(server.udp, NAME, RecordType::A).await;
     let later_ttl = answer_ttl(&later, "192.0.2.104");
     assert_eq!(
         upstream.queries(),
@@ -275,7 +280,7 @@ async fn upstream_failures_are_not_cached_as_answers() {
         upstream.set_behavior(behavior);
         for round in 1..=2 {
             let before = upstream.queries();
-            let reply = ask(server.udp, name, rtype).await;
+            let reply = ask_type(server.udp, name, rtype).await;
             assert_eq!(
                 reply.message.response_code, rcode,
                 "{behavior:?} {name} {rtype} round {round}"
@@ -298,8 +303,14 @@ async fn upstream_failures_are_not_cached_as_answers() {
     // The same name answered properly is cached: the cases above were not skipped
     // for some other reason.
     upstream.set_behavior(Behavior::Answer);
-    answer_ttl(&ask(server.udp, NAME, RecordType::A).await, "192.0.2.105");
-    answer_ttl(&ask(server.udp, NAME, RecordType::A).await, "192.0.2.105");
+    answer_ttl(
+        &ask_type(server.udp, NAME, RecordType::A).await,
+        "192.0.2.105",
+    );
+    answer_ttl(
+        &ask_type(server.udp, NAME, RecordType::A).await,
+        "192.0.2.105",
+    );
     assert_eq!(server.stats.cache_entries(), 1);
     assert_eq!(server.stats.metrics().cache_hits.get(), 1);
     server.stop().await;
@@ -317,7 +328,7 @@ async fn truncated_udp_reply_is_not_cached_but_the_tcp_answer_is() {
     // TC over UDP, then a dripping TCP that never finishes by the deadline: the TC
     // reply is all punctual ever got, and it must not be stored.
     upstream.set_behavior(Behavior::TcpDrip);
-    let reply = ask(server.udp, STUCK, RecordType::A).await;
+    let reply = ask_type(server.udp, STUCK, RecordType::A).await;
     assert_eq!(reply.message.response_code, ResponseCode::ServFail);
     assert!(
         reply.elapsed >= TEST_DEADLINE,
@@ -333,9 +344,12 @@ async fn truncated_udp_reply_is_not_cached_but_the_tcp_answer_is() {
     // TC over UDP, full answer over TCP: the complete answer is cached.
     upstream.set_behavior(Behavior::TruncateUdp);
     upstream.reset_counters();
-    answer_ttl(&ask(server.udp, WHOLE, RecordType::A).await, "192.0.2.106");
+    answer_ttl(
+        &ask_type(server.udp, WHOLE, RecordType::A).await,
+        "192.0.2.106",
+    );
     assert_eq!((upstream.udp_queries(), upstream.tcp_queries()), (1, 1));
-    let hit = ask(server.udp, WHOLE, RecordType::A).await;
+    let hit = ask_type(server.udp, WHOLE, RecordType::A).await;
     answer_ttl(&hit, "192.0.2.106");
     assert!(hit.elapsed < AT_ONCE, "cache hit took {:?}", hit.elapsed);
     assert_eq!(
@@ -355,7 +369,7 @@ async fn garbage_is_not_cached() {
     upstream.set_behavior(Behavior::Garbage);
     let server = start_with(cache_config(upstream.addr(), |_| {})).await;
 
-    let reply = ask(server.udp, NAME, RecordType::A).await;
+    let reply = ask_type(server.udp, NAME, RecordType::A).await;
     assert_eq!(reply.message.response_code, ResponseCode::ServFail);
     assert!(server.stats.metrics().upstream_ignored_replies.get() > 0);
     assert_eq!(server.stats.cache_entries(), 0);
@@ -363,7 +377,10 @@ async fn garbage_is_not_cached() {
     // Once the upstream is sane again the next query goes to it: nothing was kept.
     upstream.set_behavior(Behavior::Answer);
     let before = upstream.queries();
-    answer_ttl(&ask(server.udp, NAME, RecordType::A).await, "192.0.2.108");
+    answer_ttl(
+        &ask_type(server.udp, NAME, RecordType::A).await,
+        "192.0.2.108",
+    );
     assert_eq!(upstream.queries(), before + 1);
     assert_eq!(server.stats.cache_entries(), 1);
     server.stop().await;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ::punctual::config::Config;
 use ::punctual::inflight::InflightGauges;
-use common::punctual::{TEST_DEADLINE, TestServer, core_config, start_with, test_config};
+use common::punctual::{TEST_DEADLINE, core_config, start_with, test_config};
 use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -19,9 +19,6 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, timeout_at};
 
-/// How long a test client waits at most: far past any deadline, so a missing
-/// reply fails as a timeout instead of hanging the test.
-const CLIENT_LIMIT: Duration = Duration::from_secs(2);
 /// Slack after a deadline for the response to be written and read back.
 const LATE_MARGIN: Duration = Duration::from_millis(100);
 /// What "at once" means for an answer that waits for nothing.
@@ -30,19 +27,6 @@ const IDLE: InflightGauges = InflightGauges {
     lookups: 0,
     waiters: 0,
 };
-const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
-const EDE_NETWORK_ERROR: u16 = 23;
-
-/// Queries with EDNS, so failures carry their Extended DNS Error.
-fn edns() -> QueryOpts {
-    QueryOpts::default().with_edns(1232)
-}
-
-async fn ask(server: SocketAddr, name: &str) -> Reply {
-    query_udp(server, name, RecordType::A, &edns(), CLIENT_LIMIT)
-        .await
-        .unwrap_or_else(|e| panic!("{name}: no reply from punctual: {e}"))
-}
 
 fn assert_answer(reply: &Reply, ip: &str) {
     assert_eq!(
@@ -84,19 +68,6 @@ fn one_attempt_config(upstream: SocketAddr) -> Config {
     let mut config = core_config(&[upstream]);
     config.limits.attempt_timeout = TEST_DEADLINE;
     config
-}
-
-/// Polls the in-flight gauges until the table is empty; panics after `limit`.
-async fn wait_idle(server: &TestServer, limit: Duration) {
-    let give_up = Instant::now() + limit;
-    while server.stats.inflight() != IDLE {
-        assert!(
-            Instant::now() < give_up,
-            "in-flight table not empty after {limit:?}: {:?}",
-            server.stats.inflight()
-        );
-        sleep(Duration::from_millis(1)).await;
-    }
 }
 
 /// Sends one query per entry of `names` (each from its own socket, with its own

@@ -18,23 +18,10 @@ use hickory_proto::rr::{Record, RecordType};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
-/// How long a test client waits at most: far past any deadline, so a missing
-/// reply fails as a timeout instead of hanging the test.
-const CLIENT_LIMIT: Duration = Duration::from_secs(2);
 /// What "at once" means for an answer from the cache.
 const AT_ONCE: Duration = Duration::from_millis(50);
 /// One second and a bit: the served TTLs have dropped by exactly one.
 const ONE_SECOND_LATER: Duration = Duration::from_millis(1100);
-
-fn edns() -> QueryOpts {
-    QueryOpts::default().with_edns(1232)
-}
-
-async fn ask(server: SocketAddr, name: &str, rtype: RecordType) -> Reply {
-    query_udp(server, name, rtype, &edns(), CLIENT_LIMIT)
-        .await
-        .unwrap_or_else(|e| panic!("{name} {rtype}: no reply from punctual: {e}"))
-}
 
 /// The test config, edited. Retransmission is pushed out to the deadline so the
 /// upstream's query counts stay exact however loaded the machine.
@@ -84,7 +71,7 @@ async fn nxdomain_is_cached_for_its_soa_negative_ttl_counting_down() {
     upstream.set_negative_ttl(5);
     let server = start_with(negative_config(upstream.addr(), |_| {})).await;
 
-    let first = ask(server.udp, NAME, RecordType::A).await;
+    let first = ask_type(server.udp, NAME, RecordType::A).await;
     let cached = Instant::now();
     assert_eq!(
         negative_soa_ttl(&first, ResponseCode::NXDomain, "nx.test."),
@@ -92,7 +79,7 @@ async fn nxdomain_is_cached_for_its_soa_negative_ttl_counting_down() {
     );
     assert_eq!(upstream.queries_for(NAME), 1);
 
-    let second = ask(server.udp, NAME, RecordType::A).await;
+    let second = ask_type(server.udp, NAME, RecordType::A).await;
     assert_eq!(
         negative_soa_ttl(&second, ResponseCode::NXDomain, "nx.test."),
         5
@@ -100,7 +87,7 @@ async fn nxdomain_is_cached_for_its_soa_negative_ttl_counting_down() {
     assert!(second.elapsed < AT_ONCE, "took {:?}", second.elapsed);
 
     sleep_until(cached + ONE_SECOND_LATER).await;
-    let later = ask(server.udp, NAME, RecordType::A).await;
+    let later = ask_type(server.udp, NAME, RecordType::A).await;
     assert_eq!(
         negative_soa_ttl(&later, ResponseCode::NXDomain, "nx.test."),
         4,
@@ -128,7 +115,7 @@ async fn negative_max_ttl_caps_how_long_an_nxdomain_is_kept() {
     }))
     .await;
 
-    let first = ask(server.udp, NAME, RecordType::A).await;
+    let first = ask_type(server.udp, NAME, RecordType::A).await;
     let cached = Instant::now();
     assert_eq!(
         negative_soa_ttl(&first, ResponseCode::NXDomain, "cap.test."),
@@ -137,7 +124,7 @@ async fn negative_max_ttl_caps_how_long_an_nxdomain_is_kept() {
     );
 
     sleep_until(cached + ONE_SECOND_LATER).await;
-    let later = ask(server.udp, NAME, RecordType::A).await;
+    let later = ask_type(server.udp, NAME, RecordType::A).await;
     assert_eq!(
         negative_soa_ttl(&later, ResponseCode::NXDomain, "cap.test."),
         1
@@ -147,7 +134,7 @@ async fn negative_max_ttl_caps_how_long_an_nxdomain_is_kept() {
     // Past the cap the entry has expired: the upstream is asked again (and its
     // answer, in time, is served fresh).
     sleep_until(cached + Duration::from_secs(2) + Duration::from_millis(100)).await;
-    let expired = ask(server.udp, NAME, RecordType::A).await;
+    let expired = ask_type(server.udp, NAME, RecordType::A).await;
     assert_eq!(
         negative_soa_ttl(&expired, ResponseCode::NXDomain, "cap.test."),
         2
@@ -164,7 +151,7 @@ async fn nodata_is_cached_for_its_soa_negative_ttl_counting_down() {
     upstream.set_negative_ttl(5);
     let server = start_with(negative_config(upstream.addr(), |_| {})).await;
 
-    let first = ask(server.udp, NAME, RecordType::AAAA).await;
+    let first = ask_type(server.udp, NAME, RecordType::AAAA).await;
     let cached = Instant::now();
     assert_eq!(
         negative_soa_ttl(&first, ResponseCode::NoError, "nodata.test."),
@@ -172,7 +159,7 @@ async fn nodata_is_cached_for_its_soa_negative_ttl_counting_down() {
     );
     assert!(first.message.answers.is_empty(), "{:?}", first.message);
 
-    let second = ask(server.udp, NAME, RecordType::AAAA).await;
+    let second = ask_type(server.udp, NAME, RecordType::AAAA).await;
     assert_eq!(
         negative_soa_ttl(&second, ResponseCode::NoError, "nodata.test."),
         5
@@ -180,7 +167,7 @@ async fn nodata_is_cached_for_its_soa_negative_ttl_counting_down() {
     assert!(second.elapsed < AT_ONCE, "took {:?}", second.elapsed);
 
     sleep_until(cached + ONE_SECOND_LATER).await;
-    let later = ask(server.udp, NAME, RecordType::AAAA).await;
+    let later = ask_type(server.udp, NAME, RecordType::AAAA).await;
     assert_eq!(
         negative_soa_ttl(&later, ResponseCode::NoError, "nodata.test."),
         4
@@ -192,7 +179,7 @@ async fn nodata_is_cached_for_its_soa_negative_ttl_counting_down() {
     );
 
     // The name's A record is its own question: asked once, then positive.
-    let a = ask(server.udp, NAME, RecordType::A).await;
+    let a = ask_type(server.udp, NAME, RecordType::A).await;
     assert_eq!(a.message.response_code, ResponseCode::NoError);
     assert_eq!(answer_ips(&a.message).len(), 1, "{:?}", a.message);
     assert_eq!(upstream.queries_for(NAME), 2);
@@ -207,7 +194,7 @@ async fn ask_in_bursts(server: SocketAddr, names: &[String], burst: usize) -> Ve
         let mut clients = JoinSet::new();
         for name in chunk {
             let name = name.clone();
-            clients.spawn(async move { ask(server, &name, RecordType::A).await });
+            clients.spawn(async move { ask_type(server, &name, RecordType::A).await });
         }
         replies.extend(clients.join_all().await);
     }
@@ -257,7 +244,7 @@ async fn chain_is_cached_whole(
     rcode: ResponseCode,
     links: usize,
 ) {
-    let first = ask(server, alias, rtype).await;
+    let first = ask_type(server, alias, rtype).await;
     let ttl = negative_soa_ttl(&first, rcode, "chain.test.");
     assert_eq!(ttl, 60);
     let chain: Vec<&Record> = first.message.answers.iter().collect();
@@ -265,7 +252,7 @@ async fn chain_is_cached_whole(
     assert!(chain.iter().all(|r| r.record_type() == RecordType::CNAME));
     let asked = upstream.queries();
 
-    let second = ask(server, alias, rtype).await;
+    let second = ask_type(server, alias, rtype).await;
     assert_eq!(negative_soa_ttl(&second, rcode, "chain.test."), ttl);
     assert!(second.elapsed < AT_ONCE, "took {:?}", second.elapsed);
     assert_eq!(upstream.queries(), asked, "{alias} {rtype}: from the cache");

@@ -15,16 +15,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ::punctual::config::Config;
-use common::punctual::{TEST_DEADLINE, TestServer, start_with, test_config};
+use common::punctual::{TEST_DEADLINE, start_with, test_config};
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
-/// How long a test client waits at most: far past any deadline, so a missing
-/// reply fails as a timeout instead of hanging the test.
-const CLIENT_LIMIT: Duration = Duration::from_secs(2);
 /// The default `stale_answer_after`: 90% of the 300 ms test deadline.
 const STALE_AFTER: Duration = Duration::from_millis(270);
 /// Slack after a timer for the response to be written and read back.
@@ -41,21 +38,11 @@ const PAST_TTL: Duration = Duration::from_millis(1100);
 const REFRESH_LIFETIME: Duration = TEST_DEADLINE;
 /// The default `stale_ttl` (RFC 8767 §4 recommends 30 s).
 const STALE_TTL: u32 = 30;
-const EDE_STALE_ANSWER: u16 = 3;
-const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
-
-fn edns() -> QueryOpts {
-    QueryOpts::default().with_edns(1232)
-}
 
 async fn ask_with(server: SocketAddr, name: &str, opts: &QueryOpts) -> Reply {
     query_udp(server, name, RecordType::A, opts, CLIENT_LIMIT)
         .await
         .unwrap_or_else(|e| panic!("{name}: no reply from punctual: {e}"))
-}
-
-async fn ask(server: SocketAddr, name: &str) -> Reply {
-    ask_with(server, name, &edns()).await
 }
 
 /// A fresh NOERROR answer carrying exactly `ip` and no EDE; returns its TTL.
@@ -103,22 +90,6 @@ fn stale_config(upstream: SocketAddr, edit: impl FnOnce(&mut Config)) -> Config 
     let mut config = test_config(&[upstream]);
     edit(&mut config);
     config
-}
-
-/// Polls until no lookup is in flight and returns when that was seen.
-async fn wait_idle(server: &TestServer, limit: Duration) -> Instant {
-    let give_up = Instant::now() + limit;
-    loop {
-        if server.stats.inflight().lookups == 0 {
-            return Instant::now();
-        }
-        assert!(
-            Instant::now() < give_up,
-            "lookups still in flight after {limit:?}: {:?}",
-            server.stats.inflight()
-        );
-        sleep(Duration::from_millis(1)).await;
-    }
 }
 
 /// Waits until a datagram to `addr` is refused (ICMP port unreachable): the port

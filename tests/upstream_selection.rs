@@ -19,13 +19,9 @@ use ::punctual::config::{Config, Strategy};
 use common::punctual::{TEST_DEADLINE, start_with, test_config};
 use common::*;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::RecordType;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep};
 
-/// How long a test client waits at most: far past any deadline here, so a
-/// missing reply fails as a timeout instead of hanging the test.
-const CLIENT_LIMIT: Duration = Duration::from_secs(2);
 /// A deadline long enough that it never decides a test by accident.
 const LONG_DEADLINE: Duration = Duration::from_secs(1);
 /// Slack after a deadline for the response to be written and read back.
@@ -34,7 +30,6 @@ const LATE_MARGIN: Duration = Duration::from_millis(100);
 const IP_A: &str = "192.0.2.1";
 /// The address upstream B answers with.
 const IP_B: &str = "192.0.2.2";
-const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
 
 /// Two fake upstreams on 127.0.0.`a` and 127.0.0.`b`.
 async fn pair(a: u8, b: u8) -> (FakeUpstream, FakeUpstream) {
@@ -57,13 +52,6 @@ fn config(a: &FakeUpstream, b: &FakeUpstream, strategy: Strategy) -> Config {
 fn add_both(a: &FakeUpstream, b: &FakeUpstream, name: &str) {
     a.add_a(name, IP_A, 300);
     b.add_a(name, IP_B, 300);
-}
-
-async fn ask(server: SocketAddr, name: &str) -> Reply {
-    let opts = QueryOpts::default().with_edns(1232);
-    query_udp(server, name, RecordType::A, &opts, CLIENT_LIMIT)
-        .await
-        .unwrap_or_else(|e| panic!("{name}: no reply from punctual: {e}"))
 }
 
 /// The reply is NOERROR with exactly `ip`.

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod glibc;
+pub mod queries;
 pub mod upstream;
 // Starting punctual in-process: the one part of the harness that depends on the
 // library. Its own file, maintained with the library.
@@ -18,6 +19,8 @@ pub mod punctual;
 // that reaches everything through one path leaves the other glob unused.
 #[allow(unused_imports)]
 pub use client::*;
+#[allow(unused_imports)]
+pub use queries::*;
 #[allow(unused_imports)]
 pub use upstream::*;
 
