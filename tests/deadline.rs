@@ -28,17 +28,6 @@ const IDLE: InflightGauges = InflightGauges {
     waiters: 0,
 };
 
-fn assert_answer(reply: &Reply, ip: &str) {
-    assert_eq!(
-        reply.message.response_code,
-        ResponseCode::NoError,
-        "{:?}",
-        reply.message
-    );
-    let want: IpAddr = ip.parse().expect("test IP");
-    assert_eq!(answer_ips(&reply.message), [want]);
-}
-
 fn assert_servfail(reply: &Reply, code: u16) {
     assert_eq!(
         reply.message.response_code,

@@ -54,18 +54,6 @@ fn add_both(a: &FakeUpstream, b: &FakeUpstream, name: &str) {
     b.add_a(name, IP_B, 300);
 }
 
-/// The reply is NOERROR with exactly `ip`.
-fn assert_answer(reply: &Reply, ip: &str) {
-    assert_eq!(
-        reply.message.response_code,
-        ResponseCode::NoError,
-        "{:?}",
-        reply.message
-    );
-    let want: IpAddr = ip.parse().expect("test IP");
-    assert_eq!(answer_ips(&reply.message), [want], "{:?}", reply.message);
-}
-
 /// Adds a fresh name to both upstreams and asks for it.
 async fn ask_new(a: &FakeUpstream, b: &FakeUpstream, server: SocketAddr, name: &str) -> Reply {
     add_both(a, b, name);

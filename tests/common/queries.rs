@@ -3,13 +3,14 @@
 //! tests check the spec, not the library's own constants), and waiting for
 //! punctual's in-flight table to empty.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use tokio::time::{Instant, sleep};
 
-use super::client::{QueryOpts, Reply, query_udp};
+use super::client::{QueryOpts, Reply, answer_ips, query_udp};
 use super::punctual::TestServer;
 
 /// How long a test client waits at most: far past any deadline, so a missing
@@ -37,6 +38,18 @@ pub async fn ask_type(server: SocketAddr, name: &str, rtype: RecordType) -> Repl
     query_udp(server, name, rtype, &edns(), CLIENT_LIMIT)
         .await
         .unwrap_or_else(|e| panic!("{name} {rtype}: no reply from punctual: {e}"))
+}
+
+/// The reply is NOERROR with exactly the address `ip`.
+pub fn assert_answer(reply: &Reply, ip: &str) {
+    assert_eq!(
+        reply.message.response_code,
+        ResponseCode::NoError,
+        "{:?}",
+        reply.message
+    );
+    let want: IpAddr = ip.parse().expect("test IP");
+    assert_eq!(answer_ips(&reply.message), [want], "{:?}", reply.message);
 }
 
 /// Polls until no lookup (and so no waiter) is in flight; returns when that was
