@@ -117,11 +117,6 @@ impl ClientQuery {
         Ok(query)
     }
 
-    /// The plain wire name as the client wrote it.
-    pub fn qname(&self) -> &[u8] {
-        &self.question[..self.question.len() - 4]
-    }
-
     /// The largest UDP response this client accepts: 512 without EDNS (RFC 1035
     /// §4.2.1), else its advertised size, never below 512 (RFC 6891 §6.2.5) and
     /// never above the 1232 we use to avoid fragmentation.

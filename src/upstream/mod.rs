@@ -38,7 +38,6 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
-pub use health::{MIN_RTO, Snapshot};
 pub use message::Question;
 pub use routes::Routes;
 pub use watch::watch_resolv_conf;
@@ -100,15 +99,6 @@ impl Upstream {
             lookups: AtomicU64::new(0),
             metrics,
         }
-    }
-
-    /// Each server with what is known of it.
-    pub fn servers(&self) -> Vec<(SocketAddr, Snapshot)> {
-        let now = Instant::now();
-        self.current()
-            .iter()
-            .map(|s| (s.addr, s.health.snapshot(now)))
-            .collect()
     }
 
     /// Switches to `addrs` (a re-read resolv.conf); servers already known keep
