@@ -20,9 +20,6 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use tokio::time::sleep;
 
-/// What "at once" means for an answer from cache.
-const AT_ONCE: Duration = Duration::from_millis(100);
-
 /// A NOERROR answer carrying exactly `ip`; returns the TTL of its one record.
 fn answer_ttl(reply: &Reply, ip: &str) -> u32 {
     assert_eq!(

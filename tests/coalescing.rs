@@ -23,8 +23,6 @@ use tokio::time::{Instant, sleep, timeout_at};
 /// How long a test client waits at most: far past any deadline, so a missing
 /// reply fails as a timeout instead of hanging the test.
 const CLIENT_LIMIT: Duration = Duration::from_secs(2);
-/// What "at once" means for answers that involve no upstream wait.
-const AT_ONCE: Duration = Duration::from_millis(50);
 /// Slack after a deadline for the response to be written and read back.
 const LATE_MARGIN: Duration = Duration::from_millis(100);
 const IDLE: InflightGauges = InflightGauges {

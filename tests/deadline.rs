@@ -21,8 +21,6 @@ use tokio::time::{Instant, sleep, timeout_at};
 
 /// Slack after a deadline for the response to be written and read back.
 const LATE_MARGIN: Duration = Duration::from_millis(100);
-/// What "at once" means for an answer that waits for nothing.
-const AT_ONCE: Duration = Duration::from_millis(100);
 const IDLE: InflightGauges = InflightGauges {
     lookups: 0,
     waiters: 0,

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use common::punctual::{TestServer, start};
 use common::{
-    ClientError, FakeUpstream, QueryOpts, TcpClient, build_query, collect_udp, loopback, query_udp,
-    send_raw_udp,
+    AT_ONCE, ClientError, FakeUpstream, QueryOpts, TcpClient, build_query, collect_udp, loopback,
+    query_udp, send_raw_udp,
 };
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
@@ -463,7 +463,7 @@ async fn each_malformed_udp_packet_gets_its_documented_outcome() {
         if let Some(datagram) = seen.first() {
             assert_eq!(datagram.from, server.udp, "{}", c.label);
             assert!(
-                datagram.after < Duration::from_millis(50),
+                datagram.after < AT_ONCE,
                 "{}: {:?}",
                 c.label,
                 datagram.after

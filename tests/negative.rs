@@ -18,8 +18,6 @@ use hickory_proto::rr::{Record, RecordType};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
-/// What "at once" means for an answer from the cache.
-const AT_ONCE: Duration = Duration::from_millis(50);
 /// One second and a bit: the served TTLs have dropped by exactly one.
 const ONE_SECOND_LATER: Duration = Duration::from_millis(1100);
 

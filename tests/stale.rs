@@ -29,8 +29,6 @@ const LATE_MARGIN: Duration = Duration::from_millis(100);
 /// Slack before a timer: the server's clock starts when the query arrives, after
 /// the client's, so nothing should come early; a few ms cover clock reads.
 const EARLY_SLACK: Duration = Duration::from_millis(5);
-/// What "at once" means for an answer that waits for no timer.
-const AT_ONCE: Duration = Duration::from_millis(50);
 /// Past a 1 s TTL counted from the upstream's reply.
 const PAST_TTL: Duration = Duration::from_millis(1100);
 /// A background refresh runs for one deadline after the query that started it,
