@@ -45,12 +45,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::answer::{TtlPolicy, whole_seconds};
 use crate::cache::CacheLimits;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, UpstreamAddr, UpstreamTransport};
 use crate::handler::{Resolver, ResolverLimits};
 use crate::inflight::InflightGauges;
 use crate::listen::{BindError, Listeners, TcpLimits};
 use crate::metrics::Metrics;
-use crate::upstream::{Routes, Upstream, UpstreamOptions};
+use crate::upstream::{Routes, TlsSetupError, Upstream, UpstreamOptions, tls_client_config};
 
 /// After the deadline, how long shutdown waits for the last responses to be sent.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
@@ -61,6 +61,8 @@ pub enum ServerError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Bind(#[from] BindError),
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
 }
 
 /// A resolver bound to its sockets, not yet serving.
@@ -78,7 +80,7 @@ impl Server {
     pub fn bind(config: &Config) -> Result<Server, ServerError> {
         config.validate()?;
         let upstreams = config.upstreams()?;
-        tracing::info!(?upstreams, "upstream servers");
+        tracing::info!(upstreams = %list(&upstreams), "upstream servers");
         let limits = &config.limits;
         let cache = &config.cache;
         let metrics = Arc::new(Metrics::default());
@@ -87,18 +89,29 @@ impl Server {
             attempt_timeout: limits.attempt_timeout,
             max_rto: limits.deadline,
             trust_ad: config.upstream.trust_ad,
+            idle_timeout: config.upstream.idle_timeout,
         };
+        let any_tls = upstreams
+            .iter()
+            .chain(config.forward.iter().flat_map(|forward| &forward.servers))
+            .any(|server| matches!(server.transport, UpstreamTransport::Tls { .. }));
+        let tls = tls_client_config(config.upstream.ca_file.as_deref(), any_tls)?;
         let zones = config
             .forward
             .iter()
             .map(|forward| {
-                tracing::info!(zone = %forward.zone, servers = ?forward.servers, "forward zone");
-                let pool = Upstream::new(forward.servers.clone(), options, Arc::clone(&metrics));
+                tracing::info!(zone = %forward.zone, servers = %list(&forward.servers), "forward zone");
+                let pool = Upstream::new(
+                    forward.servers.clone(),
+                    options,
+                    Arc::clone(&tls),
+                    Arc::clone(&metrics),
+                );
                 (forward.zone_wire(), pool)
             })
             .collect();
         let routes = Routes::new(
-            Upstream::new(upstreams, options, Arc::clone(&metrics)),
+            Upstream::new(upstreams, options, tls, Arc::clone(&metrics)),
             zones,
         );
         let resolver = Resolver::new(
@@ -223,4 +236,13 @@ impl Stats {
     pub fn cache(&self) -> &cache::Cache {
         self.0.cache()
     }
+}
+
+/// "a, b, c" for a log line.
+fn list(servers: &[UpstreamAddr]) -> String {
+    servers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use punctual::Server;
-use punctual::config::{Config, ConfigError, value};
+use punctual::config::{Config, ConfigError, parse_upstream_addr, value};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -39,8 +39,9 @@ enum Command {
         /// Listen on ADDR:PORT for UDP and TCP (repeatable; replaces [listen] addresses).
         #[arg(long = "listen", value_name = "ADDR:PORT")]
         listen: Vec<String>,
-        /// Upstream server IP or IP:PORT (repeatable; replaces [upstream] servers).
-        #[arg(long = "upstream", value_name = "IP[:PORT]")]
+        /// Upstream server: IP[:PORT], tcp://IP[:PORT] or tls://IP[:PORT]#NAME
+        /// (repeatable; replaces [upstream] servers).
+        #[arg(long = "upstream", value_name = "SERVER")]
         upstream: Vec<String>,
         /// Answer every query within this long, e.g. "2s" or "300ms" (replaces [limits] deadline).
         #[arg(long, value_name = "DURATION")]
@@ -154,8 +155,7 @@ fn apply_flags(
         config.upstream.servers = upstream
             .iter()
             .map(|text| {
-                value::parse_socket_addr(text)
-                    .map_err(|reason| flag_error("--upstream", text, reason))
+                parse_upstream_addr(text).map_err(|reason| flag_error("--upstream", text, reason))
             })
             .collect::<Result<_, _>>()?;
     }

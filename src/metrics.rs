@@ -58,6 +58,9 @@ pub struct Metrics {
     /// Packets sent to upstreams (each UDP attempt and each TCP query).
     pub upstream_queries: Counter,
     pub upstream_tcp_fallbacks: Counter,
+    /// TCP or TLS connections opened to `tcp://` and `tls://` upstreams (each
+    /// carries many queries).
+    pub upstream_connections: Counter,
     /// Lookups that also asked a second server at once, to measure it.
     pub upstream_probes: Counter,
     /// Upstream replies ignored because ID, question or content did not match.

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use punctual::config::{Config, ConfigError};
+use punctual::config::{Config, ConfigError, UpstreamAddr};
 
 /// A file in the system temp directory, unique to this process and call, removed on drop.
 struct TempFile(PathBuf);
@@ -36,6 +36,11 @@ impl Drop for TempFile {
 fn addr(text: &str) -> SocketAddr {
     text.parse()
         .unwrap_or_else(|error| panic!("{text}: {error}"))
+}
+
+/// A plain (UDP) upstream server.
+fn server(text: &str) -> UpstreamAddr {
+    UpstreamAddr::udp(addr(text))
 }
 
 fn reject(text: &str) -> ConfigError {
@@ -382,7 +387,7 @@ fn forward_tables_are_parsed_and_checked() -> Result<(), ConfigError> {
     assert_eq!(zones, ["corp.example", "10.in-addr.arpa"]);
     assert_eq!(
         config.forward[0].servers,
-        [addr("10.0.0.53:53"), addr("10.0.1.53:5353")]
+        [server("10.0.0.53:53"), server("10.0.1.53:5353")]
     );
     assert_eq!(config.forward[0].zone_wire(), b"\x04corp\x07example\x00");
 
@@ -460,9 +465,9 @@ fn with_resolv_conf(file: &TempFile) -> Config {
 #[test]
 fn upstreams_prefers_configured_servers() -> Result<(), ConfigError> {
     let mut config = Config::default();
-    config.upstream.servers = vec![addr("192.0.2.1:53")];
+    config.upstream.servers = vec![server("192.0.2.1:53")];
     config.upstream.resolv_conf = PathBuf::from("/nonexistent/resolv.conf");
-    assert_eq!(config.upstreams()?, [addr("192.0.2.1:53")]);
+    assert_eq!(config.upstreams()?, [server("192.0.2.1:53")]);
     Ok(())
 }
 
@@ -476,7 +481,7 @@ fn upstreams_reads_resolv_conf_and_skips_ourselves() -> Result<(), ConfigError> 
     let config = with_resolv_conf(&file);
     assert_eq!(
         config.upstreams()?,
-        [addr("192.0.2.1:53"), addr("[2001:db8::53]:53")]
+        [server("192.0.2.1:53"), server("[2001:db8::53]:53")]
     );
     Ok(())
 }

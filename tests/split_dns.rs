@@ -40,15 +40,15 @@ async fn forward_zones_route_by_longest_suffix() {
     config.forward = vec![
         ForwardConfig {
             zone: "corp.test".into(),
-            servers: vec![corp.addr()],
+            servers: vec![corp.addr().into()],
         },
         ForwardConfig {
             zone: "lab.corp.test".into(),
-            servers: vec![lab.addr()],
+            servers: vec![lab.addr().into()],
         },
         ForwardConfig {
             zone: "10.in-addr.arpa".into(),
-            servers: vec![corp.addr()],
+            servers: vec![corp.addr().into()],
         },
     ];
     let server = start_with(config).await;

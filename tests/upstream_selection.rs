@@ -42,7 +42,7 @@ async fn pair(a: u8, b: u8) -> (FakeUpstream, FakeUpstream) {
 /// A config asking `a` then `b` with `strategy` and a 1 s deadline.
 fn config(a: &FakeUpstream, b: &FakeUpstream, strategy: Strategy) -> Config {
     let mut config = test_config(&[a.addr(), b.addr()]);
-    config.upstream.servers = vec![a.addr(), b.addr()];
+    config.upstream.servers = vec![a.addr().into(), b.addr().into()];
     config.upstream.strategy = strategy;
     config.limits.deadline = LONG_DEADLINE;
     config

@@ -9,6 +9,7 @@
 //! flags have overridden fields.
 
 mod location;
+mod server;
 pub mod value;
 
 use std::{
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 
 use crate::resolv_conf;
+pub use server::{DNS_OVER_TLS_PORT, UpstreamAddr, UpstreamTransport, parse_upstream_addr};
 use value::DNS_PORT;
 
 /// A deadline longer than this is a typo (a unit missing or wrong), not a wish: a stub
@@ -83,10 +85,11 @@ impl Default for ListenConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// Upstream resolvers; an address without a port means port 53. Default empty,
-    /// meaning "the nameservers of `resolv_conf`".
-    #[serde(deserialize_with = "value::socket_addrs")]
-    pub servers: Vec<SocketAddr>,
+    /// Upstream resolvers: `IP[:PORT]` (UDP, TCP when truncated), `tcp://IP[:PORT]`
+    /// or `tls://IP[:PORT]#auth-name`; port 53 (853 for TLS) when none is given.
+    /// Default empty, meaning "the nameservers of `resolv_conf`".
+    #[serde(deserialize_with = "value::upstream_addrs")]
+    pub servers: Vec<UpstreamAddr>,
     /// Read for nameservers when `servers` is empty. Default `/etc/resolv.conf`.
     pub resolv_conf: PathBuf,
     /// How the upstream for a query is chosen. Default [`Strategy::Fastest`].
@@ -96,6 +99,14 @@ pub struct UpstreamConfig {
     /// AD or DO (RFC 6840 section 5.8). Default false: whoever can spoof the path to
     /// the upstream could otherwise vouch for any data.
     pub trust_ad: bool,
+    /// PEM file of the certificate authorities that `tls://` servers' certificates
+    /// must chain to. Default none (written `""`): the system's trusted roots.
+    #[serde(deserialize_with = "value::optional_path")]
+    pub ca_file: Option<PathBuf>,
+    /// How long a TCP or TLS connection to an upstream stays open with no query
+    /// waiting on it. Default 10s.
+    #[serde(deserialize_with = "value::duration")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for UpstreamConfig {
@@ -105,6 +116,8 @@ impl Default for UpstreamConfig {
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             strategy: Strategy::default(),
             trust_ad: false,
+            ca_file: None,
+            idle_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -155,8 +168,8 @@ pub struct ForwardConfig {
     #[serde(deserialize_with = "value::zone")]
     pub zone: String,
     /// The servers for the zone, in the syntax of `[upstream] servers`; not empty.
-    #[serde(deserialize_with = "value::socket_addrs")]
-    pub servers: Vec<SocketAddr>,
+    #[serde(deserialize_with = "value::upstream_addrs")]
+    pub servers: Vec<UpstreamAddr>,
 }
 
 impl ForwardConfig {
@@ -399,7 +412,7 @@ impl Config {
     /// nameservers of `upstream.resolv_conf` (port 53), skipping with a warning any that
     /// is one of our own listen addresses. Errors when no upstream is left or the file
     /// cannot be read.
-    pub fn upstreams(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+    pub fn upstreams(&self) -> Result<Vec<UpstreamAddr>, ConfigError> {
         if !self.upstream.servers.is_empty() {
             return Ok(self.upstream.servers.clone());
         }
@@ -420,7 +433,7 @@ impl Config {
             }
         }
         if !usable.is_empty() {
-            return Ok(usable);
+            return Ok(usable.into_iter().map(UpstreamAddr::udp).collect());
         }
         let reason = if ourselves.is_empty() {
             "names no usable nameserver and [upstream] servers is empty, so punctual has no \
@@ -460,9 +473,33 @@ impl Config {
         let same = self.unchanged(|config| &config.upstream.servers)
             && self.unchanged(|config| &config.listen.addresses);
         for (index, server) in self.upstream.servers.iter().enumerate() {
-            if let Some(problem) = self.server_problem(*server) {
+            if let Some(problem) = self.server_problem(server) {
                 let key = format!("upstream.servers[{index}]");
                 return Err(self.invalid(&[(&key, same)], format!("{key}: {problem}")));
+            }
+        }
+        if self.upstream.idle_timeout.is_zero() {
+            return Err(self.invalid(
+                &[(
+                    "upstream.idle_timeout",
+                    self.unchanged(|config| &config.upstream.idle_timeout),
+                )],
+                "upstream.idle_timeout must be more than 0s: a connection closed as soon \
+                 as it is idle cannot be reused"
+                    .to_owned(),
+            ));
+        }
+        if let Some(path) = &self.upstream.ca_file {
+            // Checked here so that `check` catches it; the certificates themselves
+            // are parsed when the server starts.
+            if let Err(error) = std::fs::metadata(path) {
+                return Err(self.invalid(
+                    &[(
+                        "upstream.ca_file",
+                        self.unchanged(|config| &config.upstream.ca_file),
+                    )],
+                    format!("upstream.ca_file: cannot read {}: {error}", path.display()),
+                ));
             }
         }
         Ok(())
@@ -493,7 +530,7 @@ impl Config {
                 ));
             }
             for (server_index, server) in forward.servers.iter().enumerate() {
-                if let Some(problem) = self.server_problem(*server) {
+                if let Some(problem) = self.server_problem(server) {
                     let key = format!("forward[{index}].servers[{server_index}]");
                     return Err(self.invalid(&[(&key, listen_same)], format!("{key}: {problem}")));
                 }
@@ -504,7 +541,8 @@ impl Config {
 
     /// Why `server` cannot be forwarded to, if it cannot: no address to send to, or
     /// one of our own listen addresses.
-    fn server_problem(&self, server: SocketAddr) -> Option<String> {
+    fn server_problem(&self, server: &UpstreamAddr) -> Option<String> {
+        let server = server.addr;
         if server.port() == 0 || server.ip().is_unspecified() {
             return Some(format!("{server} is not an address queries can be sent to"));
         }

@@ -10,6 +10,11 @@ fn addr(text: &str) -> SocketAddr {
     value::parse_socket_addr(text).unwrap_or_else(|error| panic!("{error}"))
 }
 
+/// A plain (UDP) upstream server.
+fn server(text: &str) -> UpstreamAddr {
+    UpstreamAddr::udp(addr(text))
+}
+
 #[test]
 fn empty_file_is_the_defaults() -> Result<(), ConfigError> {
     // Equality ignores where a Config came from.
@@ -95,10 +100,10 @@ fn every_key() -> Result<(), ConfigError> {
     assert_eq!(
         config.upstream.servers,
         [
-            addr("192.0.2.1:53"),
-            addr("192.0.2.2:5353"),
-            addr("[2001:db8::1]:53"),
-            addr("[2001:db8::2]:5353")
+            server("192.0.2.1:53"),
+            server("192.0.2.2:5353"),
+            server("[2001:db8::1]:53"),
+            server("[2001:db8::2]:5353")
         ]
     );
     assert_eq!(config.upstream.resolv_conf, Path::new("/run/resolv.conf"));
@@ -198,6 +203,46 @@ fn upstream_strategy_and_trust_ad() -> Result<(), ConfigError> {
 }
 
 #[test]
+fn upstream_transports_ca_file_and_idle_timeout() -> Result<(), ConfigError> {
+    let config = parse(
+        "[upstream]\nservers = [\"192.0.2.1\", \"tcp://192.0.2.2\", \"tls://192.0.2.3#dns.test\"]\n\
+         idle_timeout = \"30s\"\nca_file = \"\"\n\n\
+         [[forward]]\nzone = \"corp.test\"\nservers = [\"tls://[2001:db8::53]:8853#ns.corp.test\"]\n",
+    )?;
+    let tls = |text: &str, name: &str| {
+        UpstreamAddr::tls(addr(text), name).unwrap_or_else(|error| panic!("{error}"))
+    };
+    assert_eq!(
+        config.upstream.servers,
+        [
+            server("192.0.2.1:53"),
+            UpstreamAddr::tcp(addr("192.0.2.2:53")),
+            tls("192.0.2.3:853", "dns.test"),
+        ]
+    );
+    assert_eq!(
+        config.forward[0].servers,
+        [tls("[2001:db8::53]:8853", "ns.corp.test")]
+    );
+    assert_eq!(config.upstream.idle_timeout, Duration::from_secs(30));
+    assert_eq!(config.upstream.ca_file, None);
+
+    let error = parse("[upstream]\nidle_timeout = \"0s\"\n").expect_err("zero idle timeout");
+    assert_eq!(error.line, Some(2), "{error}");
+    assert!(
+        error.reason.contains("idle_timeout must be more than 0s"),
+        "{error}"
+    );
+    let error = parse("[upstream]\n\nca_file = \"/nonexistent/ca.pem\"\n").expect_err("no CA file");
+    assert_eq!(error.line, Some(3), "{error}");
+    assert!(
+        error.reason.contains("cannot read /nonexistent/ca.pem"),
+        "{error}"
+    );
+    Ok(())
+}
+
+#[test]
 fn stale_answer_after_defaults_to_nine_tenths_of_the_deadline() -> Result<(), ConfigError> {
     let config = parse("[limits]\ndeadline = \"1s\"\n[cache]\nstale_answer_after = \"auto\"\n")?;
     assert_eq!(config.stale_answer_after(), Duration::from_millis(900));
@@ -265,6 +310,27 @@ fn parse_errors_name_the_key_and_line() {
         ("[upstream]\nstrategy = 1\n", 2, "upstream.strategy"),
         ("[upstream]\ntrust_ad = \"yes\"\n", 2, "upstream.trust_ad"),
         ("[upstream]\ntrust_ad = 1\n", 2, "upstream.trust_ad"),
+        (
+            "[upstream]\nservers = [\n \"tls://192.0.2.1\",\n]\n",
+            3,
+            "upstream.servers[0]: \"tls://192.0.2.1\" has no authentication name",
+        ),
+        (
+            "[upstream]\nservers = [\"udp://192.0.2.1\"]\n",
+            2,
+            "unknown scheme \"udp\"",
+        ),
+        (
+            "[[forward]]\nzone = \"corp.test\"\nservers = [\"tcp://corp.test\"]\n",
+            3,
+            "forward[0].servers[0]",
+        ),
+        (
+            "[upstream]\nidle_timeout = 10\n",
+            2,
+            "upstream.idle_timeout",
+        ),
+        ("[upstream]\nca_file = 1\n", 2, "upstream.ca_file"),
         ("[cache]\nentries = 1.5\n", 2, "cache.entries"),
         ("[cache]\n\nmax_bytes = \"64M\"\n", 3, "ambiguous"),
         ("[cache]\nmax_bytes = -1\n", 2, "cache.max_bytes"),
@@ -456,18 +522,18 @@ fn forward_tables() -> Result<(), ConfigError> {
         [
             ForwardConfig {
                 zone: "corp.example".into(),
-                servers: vec![addr("10.0.0.53:53"), addr("10.0.1.53:5353")],
+                servers: vec![server("10.0.0.53:53"), server("10.0.1.53:5353")],
             },
             ForwardConfig {
                 zone: "10.in-addr.arpa".into(),
-                servers: vec![addr("[2001:db8::53]:53")],
+                servers: vec![server("[2001:db8::53]:53")],
             },
         ]
     );
-    assert_eq!(config.upstream.servers, [addr("192.0.2.1:53")]);
+    assert_eq!(config.upstream.servers, [server("192.0.2.1:53")]);
     // Equal to the same tables built in code.
     let mut built = Config::default();
-    built.upstream.servers = vec![addr("192.0.2.1")];
+    built.upstream.servers = vec![server("192.0.2.1")];
     built.forward = config.forward.clone();
     assert_eq!(config, built);
     assert_eq!(built.validate(), Ok(()));
@@ -478,7 +544,7 @@ fn forward_tables() -> Result<(), ConfigError> {
 fn zone_wire() {
     let forward = |zone: &str| ForwardConfig {
         zone: zone.into(),
-        servers: vec![addr("192.0.2.1")],
+        servers: vec![server("192.0.2.1")],
     };
     assert_eq!(forward("corp.test").zone_wire(), b"\x04corp\x04test\x00");
     assert_eq!(
@@ -591,7 +657,7 @@ fn forward_rules_hold_for_tables_built_in_code() {
     let mut config = Config {
         forward: vec![ForwardConfig {
             zone: ".".into(),
-            servers: vec![addr("10.0.0.53")],
+            servers: vec![server("10.0.0.53")],
         }],
         ..Config::default()
     };
@@ -606,7 +672,7 @@ fn forward_rules_hold_for_tables_built_in_code() {
         error.reason,
         "forward[0].servers is empty; a forward zone needs a server to ask"
     );
-    config.forward[0].servers = vec![addr("[::1]:53")];
+    config.forward[0].servers = vec![server("[::1]:53")];
     let error = config.validate().expect_err("own listener");
     assert!(error.reason.contains("punctual itself"), "{error}");
 }
@@ -685,7 +751,7 @@ fn deadline_flag_below_stale_answer_after_is_rejected() -> Result<(), ConfigErro
 #[test]
 fn config_built_in_code_errors_have_no_file() {
     let mut config = Config::default();
-    config.upstream.servers = vec![addr("[::1]:53")];
+    config.upstream.servers = vec![server("[::1]:53")];
     let error = config.validate().expect_err("self upstream");
     assert_eq!((error.file.as_deref(), error.line), (None, None));
     assert_eq!(

@@ -1,17 +1,20 @@
 //! The text forms of typed config values (durations, "auto"-or-duration, byte sizes,
-//! counts, socket addresses, upstream strategies, forward zones): one parser per kind, shared by the TOML deserializers here and by any
-//! command-line flag that overrides a config key, so both accept the same spellings.
+//! counts, socket addresses, upstream servers, upstream strategies, forward zones):
+//! one parser per kind, shared by the TOML deserializers here and by any command-line
+//! flag that overrides a config key, so both accept the same spellings.
 
 use std::{
     fmt,
     marker::PhantomData,
     net::{IpAddr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
     time::Duration,
 };
 
 use serde::de::{self, Deserialize, Deserializer, Unexpected, Visitor};
 
 use super::Strategy;
+use super::server::{UpstreamAddr, parse_upstream_addr};
 
 /// The port an address without one gets: DNS over UDP and TCP (RFC 1035 section 4.2).
 pub const DNS_PORT: u16 = 53;
@@ -222,6 +225,39 @@ pub(super) fn socket_addrs<'de, D: Deserializer<'de>>(
         .into_iter()
         .map(|Address(address)| address)
         .collect())
+}
+
+/// Deserializes a path where "" means none (TOML has no null).
+pub(super) fn optional_path<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<PathBuf>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Ok((!text.is_empty()).then(|| PathBuf::from(text)))
+}
+
+/// Deserializes a list of upstream servers (`IP[:PORT]`, `tcp://…`, `tls://…#name`);
+/// each bad element is reported at its own span.
+pub(super) fn upstream_addrs<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<UpstreamAddr>, D::Error> {
+    let servers = Vec::<Upstream>::deserialize(deserializer)?;
+    Ok(servers.into_iter().map(|Upstream(server)| server).collect())
+}
+
+/// One element of an upstream list, parsed while toml still knows its span.
+struct Upstream(UpstreamAddr);
+
+impl<'de> Deserialize<'de> for Upstream {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(FromText {
+                expecting: "an upstream string such as \"192.0.2.1\", \"tcp://192.0.2.1\" or \
+                            \"tls://192.0.2.1#dns.example\"",
+                parse: parse_upstream_addr,
+                _value: PhantomData,
+            })
+            .map(Upstream)
+    }
 }
 
 /// One element of an address list, parsed while toml still knows its span.

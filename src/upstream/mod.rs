@@ -19,12 +19,18 @@
 //! failed that way the last SERVFAIL/REFUSED is passed on (or a network error
 //! reported) rather than waiting for the deadline, and at the deadline a
 //! SERVFAIL/REFUSED received earlier is still better than silence. A truncated
-//! reply is retried over TCP to the same server (RFC 7766 §5).
+//! UDP reply is retried over TCP to the same server (RFC 7766 §5).
+//!
+//! Transports: a plain address is asked over UDP; `tcp://` and `tls://`
+//! servers over one kept-open, pipelined connection each ([`stream`]), with
+//! the same schedule: an attempt on a stream is one query on that connection.
 
 mod health;
 mod message;
 mod routes;
+mod stream;
 mod tcp;
+mod tls;
 mod udp;
 mod watch;
 
@@ -40,20 +46,74 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 pub use message::Question;
 pub use routes::Routes;
+pub use tls::{TlsSetupError, client_config as tls_client_config};
 pub use watch::watch_resolv_conf;
 
+use rustls::ClientConfig;
+
 use crate::answer::Answer;
-use crate::config::Strategy;
+use crate::config::{Strategy, UpstreamAddr, UpstreamTransport};
 use crate::error::LookupError;
 use crate::metrics::Metrics;
 use health::Health;
+use stream::{Security, StreamPool};
 
 /// One lookup in this many also probes a second server (strategy `fastest`).
 const PROBE_EVERY: u64 = 20;
 
 struct Server {
-    addr: SocketAddr,
+    spec: UpstreamAddr,
     health: Health,
+    /// The kept-open connection of a `tcp://` or `tls://` server.
+    stream: Option<StreamPool>,
+}
+
+impl Server {
+    fn new(
+        spec: UpstreamAddr,
+        options: &UpstreamOptions,
+        tls: &Arc<ClientConfig>,
+        metrics: &Arc<Metrics>,
+    ) -> Server {
+        let security = match &spec.transport {
+            UpstreamTransport::Udp => None,
+            UpstreamTransport::Tcp => Some(Security::Plain),
+            UpstreamTransport::Tls { auth_name } => Some(Security::tls(Arc::clone(tls), auth_name)),
+        };
+        let stream = security.map(|security| {
+            StreamPool::new(
+                spec.addr,
+                security,
+                options.idle_timeout,
+                Arc::clone(metrics),
+            )
+        });
+        Server {
+            spec,
+            health: Health::default(),
+            stream,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.spec.addr
+    }
+}
+
+/// One attempt in flight: a UDP socket waiting for its reply, or a query on a
+/// server's kept-open connection.
+enum Attempt<'a> {
+    Udp(udp::Attempt),
+    Stream(&'a StreamPool),
+}
+
+impl Attempt<'_> {
+    async fn finish(self, question: Arc<Question>, metrics: Arc<Metrics>) -> io::Result<Answer> {
+        match self {
+            Attempt::Udp(attempt) => attempt.receive(question, metrics).await,
+            Attempt::Stream(pool) => pool.exchange(&question).await,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +125,8 @@ pub struct UpstreamOptions {
     pub max_rto: Duration,
     /// Pass the AD bit of answers on (RFC 6840 §5.8); otherwise cleared.
     pub trust_ad: bool,
+    /// How long an unused TCP or TLS connection stays open.
+    pub idle_timeout: Duration,
 }
 
 pub struct Upstream {
@@ -72,50 +134,51 @@ pub struct Upstream {
     /// the list it started with. Servers that stay keep their state.
     servers: RwLock<Arc<[Arc<Server>]>>,
     options: UpstreamOptions,
+    tls: Arc<ClientConfig>,
     lookups: AtomicU64,
     metrics: Arc<Metrics>,
 }
 
 impl Upstream {
     /// `servers` must not be empty (configuration validation guarantees it).
+    /// `tls` checks the certificates of `tls://` servers ([`tls_client_config`]).
     pub fn new(
-        servers: Vec<SocketAddr>,
+        servers: Vec<UpstreamAddr>,
         options: UpstreamOptions,
+        tls: Arc<ClientConfig>,
         metrics: Arc<Metrics>,
     ) -> Upstream {
         Upstream {
             servers: RwLock::new(
                 servers
                     .into_iter()
-                    .map(|addr| {
-                        Arc::new(Server {
-                            addr,
-                            health: Health::default(),
-                        })
-                    })
+                    .map(|spec| Arc::new(Server::new(spec, &options, &tls, &metrics)))
                     .collect(),
             ),
             options,
+            tls,
             lookups: AtomicU64::new(0),
             metrics,
         }
     }
 
-    /// Switches to `addrs` (a re-read resolv.conf); servers already known keep
-    /// their RTT and health. Returns whether anything changed.
-    pub fn replace_servers(&self, addrs: &[SocketAddr]) -> bool {
+    /// Switches to `specs` (a re-read resolv.conf); servers already known keep
+    /// their RTT, health and connection. Returns whether anything changed.
+    pub fn replace_servers(&self, specs: &[UpstreamAddr]) -> bool {
         let current = self.current();
-        if current.iter().map(|s| s.addr).eq(addrs.iter().copied()) || addrs.is_empty() {
+        if current.iter().map(|s| &s.spec).eq(specs.iter()) || specs.is_empty() {
             return false;
         }
-        let next: Arc<[Arc<Server>]> = addrs
+        let next: Arc<[Arc<Server>]> = specs
             .iter()
-            .map(|&addr| match current.iter().find(|s| s.addr == addr) {
+            .map(|spec| match current.iter().find(|s| s.spec == *spec) {
                 Some(known) => Arc::clone(known),
-                None => Arc::new(Server {
-                    addr,
-                    health: Health::default(),
-                }),
+                None => Arc::new(Server::new(
+                    spec.clone(),
+                    &self.options,
+                    &self.tls,
+                    &self.metrics,
+                )),
             })
             .collect();
         *self.servers.write().unwrap_or_else(|p| p.into_inner()) = next;
@@ -210,16 +273,23 @@ impl Upstream {
                 awaiting.clear();
                 for server in targets {
                     tried[server] = true;
-                    let addr = servers[server].addr;
-                    match udp::Attempt::send(addr, &mut query).await {
+                    let attempt = match &servers[server].stream {
+                        Some(pool) => Ok(Attempt::Stream(pool)),
+                        None => udp::Attempt::send(servers[server].addr(), &mut query)
+                            .await
+                            .map(|attempt| {
+                                self.metrics.upstream_queries.inc();
+                                Attempt::Udp(attempt)
+                            }),
+                    };
+                    match attempt {
                         Ok(attempt) => {
-                            self.metrics.upstream_queries.inc();
                             awaiting.push(server);
                             let question = Arc::clone(&question);
                             let metrics = Arc::clone(&self.metrics);
                             let sent = Instant::now();
                             pending.push(async move {
-                                (server, sent, attempt.receive(question, metrics).await)
+                                (server, sent, attempt.finish(question, metrics).await)
                             });
                         }
                         Err(error) => {
@@ -241,11 +311,11 @@ impl Upstream {
             tokio::select! {
                 () = sleep_until(next_send.min(deadline)) => {}
                 Some((server, sent, result)) = pending.next(), if !pending.is_empty() => {
-                    let addr = servers[server].addr;
+                    let addr = servers[server].addr();
                     match result {
                         Ok(answer) => {
                             servers[server].health.answered(sent.elapsed());
-                            if answer.is_truncated() {
+                            if answer.is_truncated() && servers[server].stream.is_none() {
                                 self.metrics.upstream_tcp_fallbacks.inc();
                                 return tcp::exchange(addr, &question, &self.metrics)
                                     .await

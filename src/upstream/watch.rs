@@ -37,6 +37,7 @@ pub async fn watch_resolv_conf(config: Config, upstream: &Upstream, shutdown: Ca
         match config.upstreams() {
             Ok(servers) => {
                 if upstream.replace_servers(&servers) {
+                    let servers: Vec<String> = servers.iter().map(ToString::to_string).collect();
                     tracing::info!(file = %path.display(), ?servers, "upstream servers changed");
                 }
             }

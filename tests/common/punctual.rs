@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use punctual::config::{Config, Strategy};
+use punctual::config::{Config, Strategy, UpstreamAddr};
 use punctual::{Server, Stats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +24,7 @@ pub struct TestServer {
 pub fn test_config(upstreams: &[SocketAddr]) -> Config {
     let mut config = Config::default();
     config.listen.addresses = vec!["127.0.0.1:0".parse().expect("valid address")];
-    config.upstream.servers = upstreams.to_vec();
+    config.upstream.servers = upstreams.iter().copied().map(UpstreamAddr::udp).collect();
     config.limits.deadline = TEST_DEADLINE;
     config.limits.attempt_timeout = Duration::from_millis(100);
     // A fixed retransmission schedule (attempt_timeout, doubling) so tests can
