@@ -10,6 +10,7 @@
 pub mod client;
 pub mod glibc;
 pub mod queries;
+pub mod tls;
 pub mod upstream;
 // Starting punctual in-process: the one part of the harness that depends on the
 // library. Its own file, maintained with the library.

@@ -13,11 +13,12 @@ use std::time::Duration;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep, sleep_until};
+use tokio_rustls::TlsAcceptor;
 
 /// Address carried by every spoofed reply (wrong ID, wrong question, wrong source) to an
 /// A query. If a test ever sees it in an answer, the resolver accepted a forged reply.
@@ -109,6 +110,8 @@ struct Stats {
     tcp: usize,
     malformed: usize,
     tcp_connections: usize,
+    tls_handshakes: usize,
+    open_connections: usize,
     per_name: HashMap<String, usize>,
     last: Option<Message>,
 }
@@ -148,6 +151,16 @@ impl FakeUpstream {
     /// Like [`FakeUpstream::start`] on a given port (e.g. 53, for a server named
     /// in a resolv.conf, which cannot carry a port; needs root).
     pub async fn start_at(at: SocketAddr) -> FakeUpstream {
+        FakeUpstream::start_serving(at, None).await
+    }
+
+    /// Like [`FakeUpstream::start`], with DNS over TLS (RFC 7858) instead of plain
+    /// TCP on the stream port: every accepted connection is a TLS handshake first.
+    pub async fn start_tls(ip: IpAddr, tls: Arc<rustls::ServerConfig>) -> FakeUpstream {
+        FakeUpstream::start_serving(SocketAddr::new(ip, 0), Some(TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_serving(at: SocketAddr, tls: Option<TlsAcceptor>) -> FakeUpstream {
         let ip = at.ip();
         let (udp, tcp) = bind_pair(ip, at.port()).await;
         let addr = udp.local_addr().expect("bound UDP socket has an address");
@@ -164,7 +177,7 @@ impl FakeUpstream {
         });
         let tasks = vec![
             tokio::spawn(serve_udp(Arc::new(udp), Arc::new(decoy), shared.clone())),
-            tokio::spawn(serve_tcp(tcp, shared.clone())),
+            tokio::spawn(serve_tcp(tcp, tls, shared.clone())),
         ];
         FakeUpstream {
             addr,
@@ -298,6 +311,16 @@ impl FakeUpstream {
         lock(&self.shared.stats).tcp_connections
     }
 
+    /// TLS handshakes completed (with [`FakeUpstream::start_tls`]).
+    pub fn tls_handshakes(&self) -> usize {
+        lock(&self.shared.stats).tls_handshakes
+    }
+
+    /// Stream connections (TCP or TLS) currently open.
+    pub fn open_connections(&self) -> usize {
+        lock(&self.shared.stats).open_connections
+    }
+
     /// Zeroes every counter and forgets the last query. Zone and behaviour are kept.
     pub fn reset_counters(&self) {
         *lock(&self.shared.stats) = Stats::default();
@@ -393,7 +416,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, decoy: Arc<UdpSocket>, shared: Arc<Sh
     }
 }
 
-async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
+async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
     let mut connections = JoinSet::new();
     loop {
         let stream = match listener.accept().await {
@@ -405,17 +428,34 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         lock(&shared.stats).tcp_connections += 1;
+        let _ = stream.set_nodelay(true);
         while connections.try_join_next().is_some() {}
-        connections.spawn(serve_tcp_connection(stream, shared.clone()));
+        let shared = shared.clone();
+        let tls = tls.clone();
+        connections.spawn(async move {
+            lock(&shared.stats).open_connections += 1;
+            match tls {
+                None => serve_tcp_connection(stream, shared.clone()).await,
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        lock(&shared.stats).tls_handshakes += 1;
+                        serve_tcp_connection(stream, shared.clone()).await;
+                    }
+                }
+            }
+            lock(&shared.stats).open_connections -= 1;
+        });
     }
 }
 
 /// RFC 7766 framing: each message is preceded by its 2-byte length. Queries are read
 /// and answered concurrently (a delayed answer does not hold up the next one), and all
 /// replies go through one writer so frames never interleave.
-async fn serve_tcp_connection(stream: TcpStream, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+async fn serve_tcp_connection<S>(stream: S, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Step>(TCP_WRITE_QUEUE);
 
     let read_side = async move {
@@ -469,11 +509,12 @@ async fn serve_tcp_connection(stream: TcpStream, shared: Arc<Shared>) {
                     if i > 0 {
                         sleep(DRIP_INTERVAL).await;
                     }
-                    if writer.write_all(&[*byte]).await.is_err() {
+                    // Flushed byte by byte: TLS would otherwise hold them back.
+                    if writer.write_all(&[*byte]).await.is_err() || writer.flush().await.is_err() {
                         return;
                     }
                 }
-            } else if writer.write_all(&frame).await.is_err() {
+            } else if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
                 return;
             }
         }
