@@ -13,6 +13,7 @@ use std::time::Duration;
 use common::glibc::can_run;
 use common::punctual::{start_with, test_config};
 use common::*;
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use tokio::time::{Instant, sleep};
 
@@ -65,7 +66,33 @@ async fn rewritten_resolv_conf_switches_upstreams_within_two_seconds() {
         vec!["192.0.2.1".parse::<std::net::IpAddr>().expect("ip")]
     );
 
-    // A real change is in use within 2 s; every query meanwhile is answered.
+    // A real change is in use within 2 s; every query meanwhile is answered,
+    // including a steady load of new names (misses) from four clients.
+    let stop_load = tokio_util::sync::CancellationToken::new();
+    let mut load = tokio::task::JoinSet::new();
+    for client in 0..4 {
+        let (udp, stop) = (server.udp, stop_load.clone());
+        load.spawn(async move {
+            let (mut answered, mut failed) = (0usize, Vec::new());
+            let opts = QueryOpts::default();
+            for n in 0.. {
+                if stop.is_cancelled() {
+                    break;
+                }
+                let name = format!("load{client}-{n}.watch.test");
+                match query_udp(udp, &name, RecordType::A, &opts, Duration::from_secs(1)).await {
+                    // The fakes know no such name: NXDOMAIN is their answer.
+                    Ok(reply) if reply.message.response_code == ResponseCode::NXDomain => {
+                        answered += 1;
+                    }
+                    Ok(reply) => failed.push(format!("{name}: {}", reply.message.response_code)),
+                    Err(error) => failed.push(format!("{name}: {error}")),
+                }
+            }
+            (answered, failed)
+        });
+    }
+    sleep(Duration::from_millis(300)).await;
     std::fs::write(&path, "nameserver 127.0.0.243\n").expect("rewrite");
     let changed = Instant::now();
     let mut i = 2;
@@ -86,7 +113,26 @@ async fn rewritten_resolv_conf_switches_upstreams_within_two_seconds() {
         switched < Duration::from_secs(2),
         "switched after {switched:?}"
     );
-    assert_eq!(second.queries(), 1);
+    // From now on the load goes to the new upstream only.
+    let (old_before, new_before) = (first.queries(), second.queries());
+    sleep(Duration::from_millis(300)).await;
+    stop_load.cancel();
+    assert_eq!(
+        first.queries(),
+        old_before,
+        "the old upstream is still asked"
+    );
+    assert!(
+        second.queries() > new_before + 10,
+        "the load reached the new upstream"
+    );
+    let mut answered = 0;
+    while let Some(joined) = load.join_next().await {
+        let (ok, failed) = joined.expect("load client");
+        assert!(failed.is_empty(), "failed during the change: {failed:?}");
+        answered += ok;
+    }
+    assert!(answered > 100, "only {answered} load queries answered");
 
     // A file that cannot be read keeps the servers in use.
     std::fs::remove_file(&path).expect("remove");
