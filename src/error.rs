@@ -16,6 +16,8 @@ pub const EDE_NETWORK_ERROR: u16 = 23;
 pub const EDE_OTHER: u16 = 0;
 /// RFC 8914 §4.4: the answer is stale (RFC 8767).
 pub const EDE_STALE_ANSWER: u16 = 3;
+/// RFC 8914 §4.19: the client is not allowed to query (`[listen] allow`).
+pub const EDE_PROHIBITED: u16 = 18;
 
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 pub enum LookupError {

@@ -4,6 +4,8 @@
 //! Layout (a query flows top to bottom):
 //! - [`config`], [`resolv_conf`]: the TOML config, validated before anything binds.
 //! - [`listen`]: UDP and TCP sockets (socket2) and their serving loops.
+//! - [`guard`]: what a client may send before any work is done for it: the
+//!   allow list, per-client rate limits, TCP connection and message limits.
 //! - [`handler`]: one query's path, bytes in, bytes out: validate → cache →
 //!   coalesce → upstream, inside one deadline.
 //! - [`query`], [`response`]: parsing a client's query; responses we synthesize.
@@ -14,9 +16,10 @@
 //! - [`wire`]: the few audited helpers that touch raw DNS bytes.
 //! - [`error`]: lookup failures and the RCODE/EDE each maps to.
 //! - [`metrics`]: the counters operators and tests read.
+//! - [`privileges`]: switching to the `[process]` user once the sockets are bound.
 //!
-//! [`Server::bind`] then [`Server::run`] is the whole daemon; `main.rs` only adds
-//! the command line, logging and signals.
+//! [`Server::bind`], [`privileges::drop_to`], then [`Server::run`] is the whole
+//! daemon; `main.rs` only adds the command line, logging and signals.
 
 #![forbid(unsafe_code)]
 
@@ -24,10 +27,12 @@ pub mod answer;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod handler;
 pub mod inflight;
 pub mod listen;
 pub mod metrics;
+pub mod privileges;
 pub mod query;
 pub mod resolv_conf;
 pub mod response;
@@ -46,6 +51,7 @@ use tokio_util::task::TaskTracker;
 use crate::answer::{TtlPolicy, whole_seconds};
 use crate::cache::CacheLimits;
 use crate::config::{Config, ConfigError, UpstreamAddr, UpstreamTransport};
+use crate::guard::{Guard, GuardLimits};
 use crate::handler::{Resolver, ResolverLimits};
 use crate::inflight::InflightGauges;
 use crate::listen::{BindError, Listeners, TcpLimits};
@@ -68,6 +74,7 @@ pub enum ServerError {
 /// A resolver bound to its sockets, not yet serving.
 pub struct Server {
     resolver: Arc<Resolver>,
+    guard: Arc<Guard>,
     listeners: Listeners,
     tcp_limits: TcpLimits,
     /// Set when the upstreams come from a resolv.conf, which is then watched.
@@ -132,15 +139,19 @@ impl Server {
                 stale_answer_after: config.stale_answer_after(),
                 stale_ttl: whole_seconds(cache.stale_ttl),
             },
-            metrics,
+            Arc::clone(&metrics),
         );
+        let guard = Arc::new(Guard::new(GuardLimits::from_config(config), metrics));
         let listeners = Listeners::bind(&config.listen.addresses, limits.udp_recv_buffer)?;
         Ok(Server {
             resolver,
+            guard,
             listeners,
             tcp_limits: TcpLimits {
                 max_connections: limits.tcp_max_connections,
                 idle_timeout: limits.tcp_idle_timeout,
+                read_timeout: limits.tcp_read_timeout,
+                max_message: limits.max_tcp_query,
             },
             resolv_conf: config.upstream.servers.is_empty().then(|| config.clone()),
         })
@@ -164,8 +175,13 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) {
         let tasks = TaskTracker::new();
         let deadline = self.resolver.deadline();
-        self.listeners
-            .spawn(&self.resolver, self.tcp_limits, &tasks, &shutdown);
+        self.listeners.spawn(
+            &self.resolver,
+            &self.guard,
+            self.tcp_limits,
+            &tasks,
+            &shutdown,
+        );
         if let Some(config) = self.resolv_conf {
             let resolver = Arc::clone(&self.resolver);
             let shutdown = shutdown.clone();
@@ -209,6 +225,13 @@ fn log_final_counters(resolver: &Resolver) {
         upstream_queries = m.upstream_queries.get(),
         upstream_probes = m.upstream_probes.get(),
         lookup_timeouts = m.lookup_timeouts.get(),
+        queries_prohibited = m.queries_prohibited.get(),
+        rate_limited = m.rate_limited.get(),
+        udp_oversized = m.udp_oversized.get(),
+        tcp_oversized = m.tcp_oversized.get(),
+        tcp_connections_refused = m.tcp_connections_refused.get(),
+        tcp_client_connections_refused = m.tcp_client_connections_refused.get(),
+        tcp_read_timeouts = m.tcp_read_timeouts.get(),
         cache_entries = resolver.cache_len(),
         cache_bytes = resolver.cache().bytes(),
         "final counters"

@@ -1,6 +1,7 @@
 //! The `punctual` command: parses the command line, loads and validates the
-//! config, starts logging, then hands over to the library's `Server`.
-//! Bad usage or a bad config exits 64 (EX_USAGE) with one clear line.
+//! config, starts logging, then hands over to the library's `Server`, dropping
+//! root once its sockets are bound. Bad usage or a bad config exits 64
+//! (EX_USAGE) with one clear line.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use punctual::Server;
 use punctual::config::{Config, ConfigError, parse_upstream_addr, value};
+use punctual::privileges::{self, Identity};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -79,7 +81,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { config } => match load(&config) {
-            Ok((config, origin)) => match config.upstreams() {
+            Ok((config, origin)) => match config.identity().and_then(|_| config.upstreams()) {
                 Ok(upstreams) => {
                     println!("{origin}: ok (upstreams: {upstreams:?})");
                     ExitCode::SUCCESS
@@ -96,13 +98,16 @@ fn main() -> ExitCode {
             log_level,
         } => {
             init_logging(&log_level);
-            let config = match load(&config).and_then(|(config, _)| {
-                apply_flags(config, &listen, &upstream, deadline.as_deref())
-            }) {
-                Ok(config) => config,
+            let loaded = load(&config).and_then(|(config, _)| {
+                let config = apply_flags(config, &listen, &upstream, deadline.as_deref())?;
+                let identity = config.identity()?;
+                Ok((config, identity))
+            });
+            let (config, identity) = match loaded {
+                Ok(loaded) => loaded,
                 Err(error) => return usage_failure(&error),
             };
-            match run(config) {
+            match run(config, identity) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!("{error:#}");
@@ -182,13 +187,15 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+/// Binds, drops privileges (to `identity`, if any), then serves until a signal.
+fn run(config: Config, identity: Option<Identity>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let server = Server::bind(&config)?;
+        privileges::drop_to(identity.as_ref()).context("cannot drop root privileges")?;
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         server.run(shutdown).await;

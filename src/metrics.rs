@@ -11,6 +11,10 @@ impl Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn add(&self, count: usize) {
+        self.0.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -69,6 +73,21 @@ pub struct Metrics {
     /// Connections closed at once because `tcp_max_connections` were open.
     pub tcp_connections_refused: Counter,
     pub tcp_idle_closed: Counter,
+    /// Queries from clients outside `[listen] allow`, answered REFUSED (EDE 18) or,
+    /// when they did not parse as a query, dropped.
+    pub queries_prohibited: Counter,
+    /// Queries over a client's rate, refused or dropped per `rate_limit_action`.
+    pub rate_limited: Counter,
+    /// UDP queries dropped for being longer than `max_udp_query`.
+    pub udp_oversized: Counter,
+    /// TCP connections closed for a length prefix above `max_tcp_query`.
+    pub tcp_oversized: Counter,
+    /// TCP connections closed at once because their client already had
+    /// `tcp_max_connections_per_client` open.
+    pub tcp_client_connections_refused: Counter,
+    /// TCP connections closed because a message did not arrive whole within
+    /// `tcp_read_timeout` of its first byte.
+    pub tcp_read_timeouts: Counter,
 }
 
 impl Metrics {

@@ -99,6 +99,15 @@ fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
         "udp_recv_buffer",
         "tcp_max_connections",
         "tcp_idle_timeout",
+        "tcp_max_connections_per_client",
+        "tcp_read_timeout",
+        "max_udp_query",
+        "max_tcp_query",
+        "client_qps",
+        "client_burst",
+        "rate_limit_action",
+        "rate_limit_loopback",
+        "rate_limit_clients",
         "entries",
         "max_bytes",
         "min_ttl",
@@ -120,15 +129,32 @@ fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
     // The same from the other side: every field the config tree knows, as listed by
     // the error for an unknown key, is set in its section of the shipped file, so a
     // field added to the tree but not to the file fails here even if not listed above.
+    // Keys whose default is "not set" can only be shown in a comment, `# key = ...`:
+    // check that the comment is there and that, uncommented, it parses.
     let shipped: toml::Table = text.parse().unwrap_or_else(|error| panic!("{error}"));
-    for section in ["listen", "upstream", "limits", "cache"] {
+    for section in ["listen", "upstream", "limits", "cache", "process"] {
         let table = shipped
             .get(section)
             .and_then(toml::Value::as_table)
             .unwrap_or_else(|| panic!("conf/punctual.toml has no [{section}]"));
         let known = known_keys(section);
         assert!(!known.is_empty(), "[{section}]: no keys known");
+        let mut unset = 0;
         for key in &known {
+            if UNSET_BY_DEFAULT.contains(&(section, key.as_str())) {
+                assert!(!table.contains_key(key), "[{section}] {key} is set");
+                let example = text
+                    .lines()
+                    .find_map(|line| line.strip_prefix(&format!("# {key} = ")))
+                    .unwrap_or_else(|| panic!("conf/punctual.toml shows no # {key} = ..."));
+                let mut uncommented = format!("[{section}]\n{key} = {example}\n");
+                if section == "process" && key == "group" {
+                    uncommented.push_str("user = \"nobody\"\n");
+                }
+                Config::from_toml(&uncommented, Path::new("example.toml"))?;
+                unset += 1;
+                continue;
+            }
             assert!(
                 table.contains_key(key),
                 "conf/punctual.toml [{section}] lacks {key}"
@@ -136,7 +162,7 @@ fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
         }
         let keys: Vec<&String> = table.keys().collect();
         assert_eq!(
-            keys.len(),
+            keys.len() + unset,
             known.len(),
             "[{section}]: {keys:?} against {known:?}"
         );
@@ -181,6 +207,13 @@ fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
 
 /// The keys `[section]` accepts, read from the message for an unknown one
 /// ("unknown field `x`, expected one of `a`, `b`").
+/// Keys that are not set by default (no value in TOML says "unset"), as (section, key).
+const UNSET_BY_DEFAULT: [(&str, &str); 3] = [
+    ("listen", "allow"),
+    ("process", "user"),
+    ("process", "group"),
+];
+
 fn known_keys(section: &str) -> Vec<String> {
     known_keys_of(&format!("[{section}]"))
 }

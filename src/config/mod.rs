@@ -8,7 +8,9 @@
 //! several keys live in [`Config::validate`], which main calls again after command-line
 //! flags have overridden fields.
 
+mod guards;
 mod location;
+mod process;
 mod server;
 pub mod value;
 
@@ -24,9 +26,13 @@ use std::{
 use serde::Deserialize;
 use toml::de::DeTable;
 
-use crate::resolv_conf;
+use crate::guard::Prefix;
+use crate::{resolv_conf, wire};
 pub use server::{DNS_OVER_TLS_PORT, UpstreamAddr, UpstreamTransport, parse_upstream_addr};
 use value::DNS_PORT;
+
+pub use guards::{MAX_UDP_QUERY_LIMIT, RateLimitAction};
+pub use process::ProcessConfig;
 
 /// A deadline longer than this is a typo (a unit missing or wrong), not a wish: a stub
 /// resolver's clients give up after a few seconds anyway.
@@ -55,6 +61,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub limits: LimitsConfig,
     pub cache: CacheConfig,
+    pub process: ProcessConfig,
     /// `[[forward]]` tables: split DNS. Default none.
     pub forward: Vec<ForwardConfig>,
     #[serde(skip)]
@@ -68,6 +75,11 @@ pub struct ListenConfig {
     /// UDP and TCP sockets to serve on. Default `127.0.0.1:53` and `[::1]:53`.
     #[serde(deserialize_with = "value::socket_addrs")]
     pub addresses: Vec<SocketAddr>,
+    /// The clients that may query, as address prefixes; others get REFUSED with
+    /// Extended DNS Error 18. `None` (no `allow` key, the default) means loopback
+    /// clients only, and then every listen address must be a loopback one.
+    #[serde(deserialize_with = "value::some_prefixes")]
+    pub allow: Option<Vec<Prefix>>,
 }
 
 impl Default for ListenConfig {
@@ -77,6 +89,7 @@ impl Default for ListenConfig {
                 SocketAddr::from((Ipv4Addr::LOCALHOST, DNS_PORT)),
                 SocketAddr::from((Ipv6Addr::LOCALHOST, DNS_PORT)),
             ],
+            allow: None,
         }
     }
 }
@@ -213,6 +226,35 @@ pub struct LimitsConfig {
     /// An idle client TCP connection is closed after this. Default 10s.
     #[serde(deserialize_with = "value::duration")]
     pub tcp_idle_timeout: Duration,
+    /// Open TCP connections one client address may hold. Default 16.
+    #[serde(deserialize_with = "value::count")]
+    pub tcp_max_connections_per_client: usize,
+    /// Once the first byte of a TCP message has arrived, the whole message must
+    /// arrive within this, or the connection is closed. Default 2s.
+    #[serde(deserialize_with = "value::duration")]
+    pub tcp_read_timeout: Duration,
+    /// A UDP query longer than this many bytes is dropped. Default 1232.
+    #[serde(deserialize_with = "value::size")]
+    pub max_udp_query: usize,
+    /// A TCP length prefix above this many bytes closes the connection. Default 1232.
+    #[serde(deserialize_with = "value::size")]
+    pub max_tcp_query: usize,
+    /// Queries per second one client (an IPv4 address, an IPv6 /64) may send; 0
+    /// turns rate limiting off. Default 0.
+    #[serde(deserialize_with = "value::count")]
+    pub client_qps: usize,
+    /// Queries a client may send at once above its rate (the bucket size). Default 100.
+    #[serde(deserialize_with = "value::count")]
+    pub client_burst: usize,
+    /// What a client over its rate gets. Default [`RateLimitAction::Refuse`].
+    #[serde(deserialize_with = "value::rate_limit_action")]
+    pub rate_limit_action: RateLimitAction,
+    /// Rate-limit loopback clients too. Default false.
+    pub rate_limit_loopback: bool,
+    /// Clients whose rate is tracked at once; the least recently seen is forgotten
+    /// first. Default 65536.
+    #[serde(deserialize_with = "value::count")]
+    pub rate_limit_clients: usize,
 }
 
 impl Default for LimitsConfig {
@@ -225,6 +267,15 @@ impl Default for LimitsConfig {
             udp_recv_buffer: 4 << 20,
             tcp_max_connections: 512,
             tcp_idle_timeout: Duration::from_secs(10),
+            tcp_max_connections_per_client: 16,
+            tcp_read_timeout: Duration::from_secs(2),
+            max_udp_query: usize::from(wire::EDNS_PAYLOAD),
+            max_tcp_query: usize::from(wire::EDNS_PAYLOAD),
+            client_qps: 0,
+            client_burst: 100,
+            rate_limit_action: RateLimitAction::Refuse,
+            rate_limit_loopback: false,
+            rate_limit_clients: 65_536,
         }
     }
 }
@@ -396,7 +447,10 @@ impl Config {
         self.validate_forward()?;
         self.validate_limits()?;
         self.validate_cache()?;
-        self.validate_stale()
+        self.validate_stale()?;
+        self.validate_allow()?;
+        self.validate_guard_limits()?;
+        self.validate_process()
     }
 
     /// How long a query waits for the upstream before a stale answer may be sent:

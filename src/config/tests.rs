@@ -44,6 +44,19 @@ fn defaults() {
     assert_eq!(config.limits.udp_recv_buffer, 4 * 1024 * 1024);
     assert_eq!(config.limits.tcp_max_connections, 512);
     assert_eq!(config.limits.tcp_idle_timeout, Duration::from_secs(10));
+    assert_eq!(config.listen.allow, None);
+    assert_eq!(config.limits.tcp_max_connections_per_client, 16);
+    assert_eq!(config.limits.tcp_read_timeout, Duration::from_secs(2));
+    assert_eq!(config.limits.max_udp_query, 1232);
+    assert_eq!(config.limits.max_tcp_query, 1232);
+    assert_eq!(config.limits.client_qps, 0);
+    assert_eq!(config.limits.client_burst, 100);
+    assert_eq!(config.limits.rate_limit_action, RateLimitAction::Refuse);
+    assert!(!config.limits.rate_limit_loopback);
+    assert_eq!(config.limits.rate_limit_clients, 65_536);
+    assert_eq!(config.process, ProcessConfig::default());
+    assert_eq!(config.process.user, None);
+    assert_eq!(config.process.group, None);
     assert_eq!(config.cache.entries, 100_000);
     assert_eq!(config.cache.min_ttl, Duration::ZERO);
     assert_eq!(config.cache.max_ttl, Duration::from_secs(86_400));
@@ -66,6 +79,7 @@ fn every_key() -> Result<(), ConfigError> {
         r#"
         [listen]
         addresses = ["0.0.0.0:5353", "::"]
+        allow = ["192.168.1.0/24", "2001:db8::/32", "127.0.0.1"]
         [upstream]
         servers = ["192.0.2.1", "192.0.2.2:5353", "2001:db8::1", "[2001:db8::2]:5353"]
         resolv_conf = "/run/resolv.conf"
@@ -79,6 +93,15 @@ fn every_key() -> Result<(), ConfigError> {
         udp_recv_buffer = 65536
         tcp_max_connections = 3
         tcp_idle_timeout = "1m"
+        tcp_max_connections_per_client = 5
+        tcp_read_timeout = "300ms"
+        max_udp_query = 4096
+        max_tcp_query = "8KiB"
+        client_qps = 20
+        client_burst = 40
+        rate_limit_action = "drop"
+        rate_limit_loopback = true
+        rate_limit_clients = 1000
         [cache]
         entries = 4
         min_ttl = "5s"
@@ -91,12 +114,25 @@ fn every_key() -> Result<(), ConfigError> {
         stale_answer_after = "1200ms"
         stale_ttl = "1m"
         prefetch = false
+        [process]
+        user = "root"
+        group = "root"
         "#,
     )?;
     assert_eq!(
         config.listen.addresses,
         [addr("0.0.0.0:5353"), addr("[::]:53")]
     );
+    let allow: Vec<String> = config
+        .listen
+        .allow
+        .iter()
+        .flatten()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(allow, ["192.168.1.0/24", "2001:db8::/32", "127.0.0.1/32"]);
+    assert_eq!(config.process.user.as_deref(), Some("root"));
+    assert_eq!(config.process.group.as_deref(), Some("root"));
     assert_eq!(
         config.upstream.servers,
         [
@@ -122,6 +158,13 @@ fn every_key() -> Result<(), ConfigError> {
     );
     assert_eq!(limits.udp_recv_buffer, 65_536);
     assert_eq!(limits.tcp_idle_timeout, Duration::from_secs(60));
+    assert_eq!(limits.tcp_max_connections_per_client, 5);
+    assert_eq!(limits.tcp_read_timeout, Duration::from_millis(300));
+    assert_eq!((limits.max_udp_query, limits.max_tcp_query), (4096, 8192));
+    assert_eq!((limits.client_qps, limits.client_burst), (20, 40));
+    assert_eq!(limits.rate_limit_action, RateLimitAction::Drop);
+    assert!(limits.rate_limit_loopback);
+    assert_eq!(limits.rate_limit_clients, 1_000);
     assert_eq!(config.cache.entries, 4);
     assert_eq!(config.cache.min_ttl, Duration::from_secs(5));
     assert_eq!(config.cache.max_ttl, Duration::from_secs(3_600));
@@ -364,6 +407,36 @@ fn parse_errors_name_the_key_and_line() {
         ("[cache]\nprefetch = \"on\"\n", 2, "cache.prefetch"),
         ("[cache]\nprefetch_ratio = 0.1\n", 2, "prefetch_ratio"),
         ("limits = 5\n", 1, "limits"),
+        (
+            "[listen]\nallow = [\n \"10.0.0.0/8\",\n \"10.0.0.0/33\",\n]\n",
+            4,
+            "listen.allow[1]: invalid prefix \"10.0.0.0/33\"",
+        ),
+        ("[listen]\nallow = \"10.0.0.0/8\"\n", 2, "listen.allow"),
+        (
+            "[listen]\nallow = [\"corp.example\"]\n",
+            2,
+            "invalid prefix",
+        ),
+        (
+            "[limits]\nrate_limit_action = \"ignore\"\n",
+            2,
+            "limits.rate_limit_action: invalid action \"ignore\"; expected \"refuse\" or \"drop\"",
+        ),
+        (
+            "[limits]\nrate_limit_loopback = 1\n",
+            2,
+            "rate_limit_loopback",
+        ),
+        ("[limits]\nclient_qps = -5\n", 2, "limits.client_qps"),
+        (
+            "[limits]\ntcp_read_timeout = 2\n",
+            2,
+            "limits.tcp_read_timeout",
+        ),
+        ("[limits]\nmax_udp_query = \"1k\"\n", 2, "ambiguous"),
+        ("[process]\nuser = 65534\n", 2, "process.user"),
+        ("[process]\nuid = 65534\n", 2, "uid"),
         ("[cache\n", 1, "invalid TOML"),
         (
             "[limits]\ndeadline = \"1s\"\ndeadline = \"2s\"\n",
@@ -472,6 +545,72 @@ fn validation_errors_point_at_the_key() {
         ("[cache]\nstale_ttl = \"500ms\"\n", 2, "cache.stale_ttl"),
         ("[cache]\nstale_ttl = \"1d 1s\"\n", 2, "cache.stale_ttl"),
         ("[listen]\naddresses = []\n", 2, "listen.addresses is empty"),
+        (
+            "[listen]\naddresses = [\n \"127.0.0.1:53\",\n \"0.0.0.0:53\",\n]\n",
+            4,
+            "listening on 0.0.0.0:53 needs an explicit [listen] allow list: without one \
+             punctual would be an open resolver",
+        ),
+        (
+            "[listen]\naddresses = [\"[::]:5353\"]\n",
+            2,
+            "listening on [::]:5353 needs an explicit [listen] allow list",
+        ),
+        (
+            "[listen]\naddresses = [\"192.0.2.1:53\"]\n",
+            2,
+            "open resolver",
+        ),
+        (
+            "[listen]\naddresses = [\"0.0.0.0:53\"]\nallow = []\n",
+            3,
+            "listen.allow is empty",
+        ),
+        (
+            "[limits]\ntcp_max_connections_per_client = 0\n",
+            2,
+            "limits.tcp_max_connections_per_client must be at least 1",
+        ),
+        (
+            "[limits]\nclient_burst = 0\n",
+            2,
+            "limits.client_burst must be at least 1",
+        ),
+        (
+            "[limits]\nrate_limit_clients = 0\n",
+            2,
+            "limits.rate_limit_clients must be at least 1",
+        ),
+        (
+            "[limits]\nclient_qps = 1000001\n",
+            2,
+            "limits.client_qps must be at most 1000000",
+        ),
+        (
+            "[limits]\ntcp_read_timeout = \"0s\"\n",
+            2,
+            "limits.tcp_read_timeout must be more than 0s",
+        ),
+        (
+            "[limits]\nmax_udp_query = 511\n",
+            2,
+            "limits.max_udp_query must be at least 512 and at most 4096 bytes, got 511",
+        ),
+        (
+            "[limits]\nmax_udp_query = \"8KiB\"\n",
+            2,
+            "limits.max_udp_query",
+        ),
+        (
+            "[limits]\nmax_tcp_query = 65536\n",
+            2,
+            "at most 65535 bytes",
+        ),
+        (
+            "[process]\ngroup = \"nogroup\"\n",
+            2,
+            "process.group needs process.user",
+        ),
         (
             "[listen]\naddresses = [\n \"127.0.0.1:53\",\n \"127.0.0.1:53\",\n]\n",
             4,
@@ -810,4 +949,93 @@ fn error_display() {
     assert_eq!(error(Some("a.toml"), None).to_string(), "a.toml: bad");
     assert_eq!(error(None, None).to_string(), "bad");
     assert_eq!(error(None, Some(3)).to_string(), "bad");
+}
+
+#[test]
+fn loopback_listeners_need_no_allow_list_and_others_accept_one() -> Result<(), ConfigError> {
+    let config = parse("[listen]\naddresses = [\"127.0.0.53:53\", \"[::1]:5353\"]\n")?;
+    assert_eq!(config.listen.allow, None);
+    let config = parse(
+        "[listen]\naddresses = [\"0.0.0.0:53\", \"[::]:53\"]\nallow = [\"::ffff:10.0.0.0/104\"]\n",
+    )?;
+    let allow = config.listen.allow.as_deref().unwrap_or_default();
+    assert_eq!(allow.len(), 1);
+    assert_eq!(allow[0].to_string(), "10.0.0.0/8");
+    Ok(())
+}
+
+#[test]
+fn an_open_listener_set_in_code_or_by_a_flag_names_no_file() -> Result<(), ConfigError> {
+    // What `--listen 0.0.0.0:0` does to a file that listens on loopback.
+    let mut config = parse("[listen]\naddresses = [\"127.0.0.1:53\"]\n")?;
+    config.listen.addresses = vec![addr("0.0.0.0:0")];
+    let error = config.validate().expect_err("open resolver");
+    assert_eq!((error.file, error.line), (None, None));
+    assert_eq!(
+        error.reason,
+        "listening on 0.0.0.0:0 needs an explicit [listen] allow list: without one punctual \
+         would be an open resolver; list the client networks to serve, such as \
+         allow = [\"192.168.1.0/24\"]"
+    );
+    config.listen.allow = Some(vec![value::parse_prefix("192.0.2.0/24").map_err(
+        |reason| ConfigError {
+            file: None,
+            line: None,
+            reason,
+        },
+    )?]);
+    assert_eq!(config.validate(), Ok(()));
+    Ok(())
+}
+
+#[test]
+fn process_identity_is_looked_up_by_name() -> Result<(), ConfigError> {
+    assert_eq!(Config::default().identity()?, None);
+    let nobody = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("this system has no user nobody"));
+    let identity = parse("[process]\nuser = \"nobody\"\n")?
+        .identity()?
+        .unwrap_or_else(|| panic!("an identity"));
+    assert_eq!((identity.uid, identity.gid), (nobody.uid, nobody.gid));
+    assert_eq!(identity.user.to_str(), Ok("nobody"));
+    assert_eq!(
+        identity.groups,
+        crate::privileges::SupplementaryGroups::OfUser
+    );
+    let root_group = parse("[process]\nuser = \"nobody\"\ngroup = \"root\"\n")?
+        .identity()?
+        .unwrap_or_else(|| panic!("an identity"));
+    assert_eq!(root_group.gid.as_raw(), 0);
+    assert_eq!(
+        root_group.groups,
+        crate::privileges::SupplementaryGroups::None
+    );
+
+    let cases = [
+        (
+            "[process]\n\nuser = \"no-such-user-punctual\"\n",
+            3,
+            "process.user: no user named \"no-such-user-punctual\" on this system",
+        ),
+        ("[process]\nuser = \"\"\n", 2, "no user named \"\""),
+        (
+            "[process]\nuser = \"root\"\n",
+            2,
+            "process.user: \"root\" is root (uid 0)",
+        ),
+        (
+            "[process]\nuser = \"nobody\"\ngroup = \"no-such-group-punctual\"\n",
+            3,
+            "process.group: no group named \"no-such-group-punctual\"",
+        ),
+    ];
+    for (text, line, needle) in cases {
+        let error = parse(text)?.identity().expect_err(text);
+        assert_eq!(error.file.as_deref(), Some(Path::new("t.toml")), "{text}");
+        assert_eq!(error.line, Some(line), "{text}: {error}");
+        assert!(error.reason.contains(needle), "{text}: {error}");
+    }
+    Ok(())
 }

@@ -1,7 +1,8 @@
 //! The text forms of typed config values (durations, "auto"-or-duration, byte sizes,
-//! counts, socket addresses, upstream servers, upstream strategies, forward zones):
-//! one parser per kind, shared by the TOML deserializers here and by any command-line
-//! flag that overrides a config key, so both accept the same spellings.
+//! counts, socket addresses, address prefixes, upstream servers, upstream strategies,
+//! rate-limit actions, forward zones): one parser per kind, shared by the TOML
+//! deserializers here and by any command-line flag that overrides a config key, so
+//! both accept the same spellings.
 
 use std::{
     fmt,
@@ -13,8 +14,9 @@ use std::{
 
 use serde::de::{self, Deserialize, Deserializer, Unexpected, Visitor};
 
-use super::Strategy;
 use super::server::{UpstreamAddr, parse_upstream_addr};
+use super::{RateLimitAction, Strategy};
+use crate::guard::Prefix;
 
 /// The port an address without one gets: DNS over UDP and TCP (RFC 1035 section 4.2).
 pub const DNS_PORT: u16 = 53;
@@ -166,6 +168,20 @@ pub fn parse_strategy(text: &str) -> Result<Strategy, String> {
         })
 }
 
+/// Parses a rate-limit action: "refuse" or "drop", in lower case.
+pub fn parse_rate_limit_action(text: &str) -> Result<RateLimitAction, String> {
+    RateLimitAction::ALL
+        .into_iter()
+        .find(|action| action.name() == text)
+        .ok_or_else(|| format!("invalid action {text:?}; expected \"refuse\" or \"drop\""))
+}
+
+/// Parses an address prefix: "10.0.0.0/8", "2001:db8::/32", or a bare address
+/// ("192.0.2.7" means 192.0.2.7/32, "::1" means ::1/128).
+pub fn parse_prefix(text: &str) -> Result<Prefix, String> {
+    text.parse()
+}
+
 /// Deserializes a duration string. Parsing inside the deserializer (rather than after
 /// it) lets toml attach the value's span to the error, so it reports the right line.
 pub(super) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -205,6 +221,46 @@ pub(super) fn strategy<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Str
         parse: parse_strategy,
         _value: PhantomData,
     })
+}
+
+/// Deserializes a rate-limit action name.
+pub(super) fn rate_limit_action<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<RateLimitAction, D::Error> {
+    deserializer.deserialize_any(FromText {
+        expecting: "an action string: \"refuse\" or \"drop\"",
+        parse: parse_rate_limit_action,
+        _value: PhantomData,
+    })
+}
+
+/// Deserializes a present list of address prefixes as `Some`; each bad element is
+/// reported at its own span. (An absent key is `None` through the section's default.)
+pub(super) fn some_prefixes<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<Prefix>>, D::Error> {
+    let prefixes = Vec::<PrefixItem>::deserialize(deserializer)?;
+    Ok(Some(
+        prefixes
+            .into_iter()
+            .map(|PrefixItem(prefix)| prefix)
+            .collect(),
+    ))
+}
+
+/// One element of a prefix list, parsed while toml still knows its span.
+struct PrefixItem(Prefix);
+
+impl<'de> Deserialize<'de> for PrefixItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(FromText {
+                expecting: "an address prefix string such as \"10.0.0.0/8\" or \"::1\"",
+                parse: parse_prefix,
+                _value: PhantomData,
+            })
+            .map(PrefixItem)
+    }
 }
 
 /// Deserializes a forward zone into its normal form (see [`parse_zone`]).
@@ -420,6 +476,22 @@ mod tests {
                 error.contains("\"fastest\", \"ordered\", \"parallel\""),
                 "{bad}: {error}"
             );
+        }
+    }
+
+    #[test]
+    fn rate_limit_actions() {
+        assert_eq!(
+            parse_rate_limit_action("refuse"),
+            Ok(RateLimitAction::Refuse)
+        );
+        assert_eq!(parse_rate_limit_action("drop"), Ok(RateLimitAction::Drop));
+        for action in RateLimitAction::ALL {
+            assert_eq!(parse_rate_limit_action(&action.to_string()), Ok(action));
+        }
+        for bad in ["Refuse", "DROP", "", "ignore"] {
+            let error = parse_rate_limit_action(bad).expect_err(bad);
+            assert!(error.contains("\"refuse\" or \"drop\""), "{bad}: {error}");
         }
     }
 

@@ -15,14 +15,16 @@ use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 
+use crate::config::MAX_UDP_QUERY_LIMIT;
+
 /// Datagrams per system call. 32 fills a batch at a few hundred thousand
 /// queries per second without making the buffers large.
 pub const BATCH: usize = 32;
 
-/// Room for one client query. Queries are a few dozen bytes; EDNS options
-/// included they stay far below this. A longer datagram arrives cut short
-/// (MSG_TRUNC) and is dropped.
-const SLOT: usize = 4096;
+/// Room for one client query: the largest `[limits] max_udp_query` allowed.
+/// Queries are a few dozen bytes; EDNS options included they stay far below
+/// this. A longer datagram arrives cut short (MSG_TRUNC) and is dropped.
+const SLOT: usize = MAX_UDP_QUERY_LIMIT;
 
 /// The smallest batch asked for. Each call sets up one header per datagram
 /// it may receive (about 200 bytes each), so a quiet socket, where a call finds
@@ -36,6 +38,8 @@ pub struct RecvBatch {
     received: Vec<(usize, usize, SocketAddr)>,
     /// How many datagrams the next call asks for.
     size: usize,
+    /// Datagrams of the last batch dropped for not fitting a slot.
+    truncated: usize,
 }
 
 impl RecvBatch {
@@ -44,6 +48,7 @@ impl RecvBatch {
             buffers: vec![0; BATCH * SLOT],
             received: Vec::with_capacity(BATCH),
             size: MIN_BATCH,
+            truncated: 0,
         }
     }
 
@@ -51,6 +56,7 @@ impl RecvBatch {
     /// `WouldBlock` when nothing is. Returns how many datagrams can be used.
     pub fn receive(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
         self.received.clear();
+        self.truncated = 0;
         let size = self.size;
         let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(size, None);
         let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
@@ -70,6 +76,7 @@ impl RecvBatch {
         for (slot, message) in results.enumerate() {
             count += 1;
             let truncated = message.flags.contains(MsgFlags::MSG_TRUNC);
+            self.truncated += usize::from(truncated);
             if let Some(peer) = message.address.as_ref().and_then(socket_addr)
                 && !truncated
             {
@@ -84,6 +91,11 @@ impl RecvBatch {
             size
         };
         Ok(self.received.len())
+    }
+
+    /// How many datagrams of the last batch were longer than a slot and dropped.
+    pub fn truncated(&self) -> usize {
+        self.truncated
     }
 
     /// The datagrams of the last batch, with their senders.
@@ -161,10 +173,12 @@ mod tests {
         let mut batch = RecvBatch::new();
         let mut got = Vec::new();
         let mut sizes = Vec::new();
+        let mut truncated = 0;
         loop {
             match batch.receive(&server) {
                 Ok(n) => {
                     sizes.push(n);
+                    truncated += batch.truncated();
                     got.extend(batch.datagrams().map(|(b, p)| (b.to_vec(), p)));
                 }
                 Err(error) => {
@@ -179,6 +193,7 @@ mod tests {
         assert_eq!(got[0], (vec![0; 20], client.local_addr().expect("addr")));
         assert_eq!(got[39].0, vec![39; 20]);
         assert_eq!(got[40].0, vec![99; 3]);
+        assert_eq!(truncated, 1);
         // A quiet socket shrinks the batch back.
         client.send_to(&[1; 5], to).expect("send");
         assert_eq!(batch.receive(&server).expect("one"), 1);

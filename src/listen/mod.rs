@@ -2,6 +2,7 @@
 //! for both, also when the port is 0) and runs their serving loops.
 
 mod batch;
+mod frame;
 mod socket;
 mod tcp;
 mod udp;
@@ -12,11 +13,13 @@ use std::sync::Arc;
 
 use thiserror::Error;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use tcp::{MAX_PIPELINED_PER_CONNECTION, TcpLimits};
 
+use crate::guard::Guard;
 use crate::handler::Resolver;
 
 /// Tries to find a port free for both UDP and TCP when asked for port 0.
@@ -65,18 +68,23 @@ impl Listeners {
     }
 
     /// Spawns every serving loop on `tasks`; they stop accepting on `shutdown`.
+    /// Every message passes `guard` before `resolver` sees it.
     pub fn spawn(
         self,
         resolver: &Arc<Resolver>,
+        guard: &Arc<Guard>,
         limits: TcpLimits,
         tasks: &TaskTracker,
         shutdown: &CancellationToken,
     ) {
+        // One cap for the connections of all listeners together.
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
         let limits = Arc::new(limits);
         for socket in self.udp {
             tasks.spawn(udp::serve(
                 socket,
                 Arc::clone(resolver),
+                Arc::clone(guard),
                 tasks.clone(),
                 shutdown.clone(),
             ));
@@ -85,7 +93,9 @@ impl Listeners {
             tasks.spawn(tcp::serve(
                 listener,
                 Arc::clone(resolver),
+                Arc::clone(guard),
                 Arc::clone(&limits),
+                Arc::clone(&permits),
                 tasks.clone(),
                 shutdown.clone(),
             ));

@@ -1,8 +1,10 @@
 //! Serving DNS over TCP (RFC 7766): 2-byte length framing, several queries per
 //! connection processed concurrently and answered as each completes, an idle
-//! timeout, and a cap on open connections (a connection beyond it is closed at
-//! once; the open ones keep working).
+//! timeout, a read timeout and a size limit per message (see `frame`), and caps on
+//! open connections, overall and per client (a connection beyond either is
+//! closed at once; the open ones keep working).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +14,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep_until, timeout};
-use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::frame::{FrameError, FrameReader};
+use crate::guard::{Admission, Guard};
 use crate::handler::{Handled, Resolver, Transport};
 
 /// Queries one connection may have outstanding; beyond it we stop reading that
@@ -25,16 +28,22 @@ pub const MAX_PIPELINED_PER_CONNECTION: usize = 64;
 pub struct TcpLimits {
     pub max_connections: usize,
     pub idle_timeout: Duration,
+    /// A message must be whole within this of its first byte.
+    pub read_timeout: Duration,
+    /// A longer length prefix closes the connection.
+    pub max_message: usize,
 }
 
+/// Serves one listener. `permits` caps the connections of every listener together.
 pub async fn serve(
     listener: TcpListener,
     resolver: Arc<Resolver>,
+    guard: Arc<Guard>,
     limits: Arc<TcpLimits>,
+    permits: Arc<Semaphore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -55,31 +64,33 @@ pub async fn serve(
             drop(stream);
             continue;
         };
+        let Some(slot) = guard.tcp_connection(peer.ip()) else {
+            tracing::debug!(%peer, "TCP connection limit per client reached; closing");
+            drop(stream);
+            continue;
+        };
         resolver.metrics().tcp_connections_accepted.inc();
         let resolver = Arc::clone(&resolver);
+        let guard = Arc::clone(&guard);
         let limits = Arc::clone(&limits);
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            connection(stream, resolver, &limits, shutdown).await;
-            drop(permit);
+            connection(stream, peer.ip(), resolver, &guard, &limits, shutdown).await;
+            drop((slot, permit));
         });
     }
 }
 
 async fn connection(
     stream: TcpStream,
+    client: IpAddr,
     resolver: Arc<Resolver>,
+    guard: &Guard,
     limits: &TcpLimits,
     shutdown: CancellationToken,
 ) {
     let (reader, mut writer) = stream.into_split();
-    let mut frames = FramedRead::new(
-        reader,
-        LengthDelimitedCodec::builder()
-            .length_field_length(2)
-            .max_frame_length(usize::from(u16::MAX))
-            .new_codec(),
-    );
+    let mut frames = FrameReader::new(reader, limits.max_message, limits.read_timeout);
     let mut pending = FuturesUnordered::new();
     let mut idle_since = Instant::now();
     let mut reading = true;
@@ -90,24 +101,32 @@ async fn connection(
         let reply = tokio::select! {
             frame = frames.next(), if reading && pending.len() < MAX_PIPELINED_PER_CONNECTION => {
                 let frame = match frame {
-                    Some(Ok(frame)) => frame,
+                    Ok(Some(frame)) => frame,
                     // End of input only means the client has stopped sending (it
                     // may have half-closed): answer what is outstanding, then close.
-                    None => {
+                    Ok(None) => {
                         reading = false;
                         continue;
                     }
-                    // A read error: the connection is broken, nobody to answer.
-                    Some(Err(_)) => break,
-                };
-                idle_since = Instant::now();
-                match resolver.handle(&frame, Transport::Tcp, Instant::now()) {
-                    Handled::Reply(reply) => reply,
-                    Handled::Wait(query) => {
-                        pending.push(query.response());
-                        continue;
+                    Err(error) => {
+                        count_frame_error(&resolver, &error);
+                        tracing::debug!(%client, %error, "closing TCP connection");
+                        break;
                     }
-                    Handled::Drop => continue,
+                };
+                let arrival = Instant::now();
+                idle_since = arrival;
+                match guard.admit(&frame, client, arrival) {
+                    Admission::Serve => match resolver.handle(&frame, Transport::Tcp, arrival) {
+                        Handled::Reply(reply) => reply,
+                        Handled::Wait(query) => {
+                            pending.push(query.response());
+                            continue;
+                        }
+                        Handled::Drop => continue,
+                    },
+                    Admission::Reply(reply) => reply,
+                    Admission::Drop => continue,
                 }
             }
             Some(reply) = pending.next(), if !pending.is_empty() => reply,
@@ -129,6 +148,15 @@ async fn connection(
         idle_since = Instant::now();
     }
     let _ = writer.shutdown().await;
+}
+
+/// A connection closed for breaking a limit is counted; a broken one is not.
+fn count_frame_error(resolver: &Resolver, error: &FrameError) {
+    match error {
+        FrameError::TooLarge(_) => resolver.metrics().tcp_oversized.inc(),
+        FrameError::ReadTimeout => resolver.metrics().tcp_read_timeouts.inc(),
+        FrameError::Io(_) => {}
+    }
 }
 
 /// Writes one length-prefixed message in a single write; a client that does not

@@ -1,6 +1,6 @@
-//! Serving one UDP socket: receive a batch, answer cache hits and rejections
-//! inline (sent back as a batch), hand misses to a task that answers by the
-//! query's deadline.
+//! Serving one UDP socket: receive a batch, pass each datagram through the
+//! guard (size, allow list, rate), answer cache hits and rejections inline (sent
+//! back as a batch), hand misses to a task that answers by the query's deadline.
 //!
 //! Waiting tasks are bounded by the in-flight limits (`max_inflight` lookups ×
 //! `max_waiters`): a query beyond them is answered "overloaded" inline.
@@ -16,11 +16,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::batch::{self, BATCH, RecvBatch};
+use crate::guard::{Admission, Guard};
 use crate::handler::{Handled, Resolver, Transport};
 
 pub async fn serve(
     socket: Arc<UdpSocket>,
     resolver: Arc<Resolver>,
+    guard: Arc<Guard>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -38,7 +40,8 @@ pub async fn serve(
             }
         }
         match socket.try_io(Interest::READABLE, || batch.receive(socket.as_ref())) {
-            Ok(_) => {}
+            // Longer than a receive slot, so longer than any `max_udp_query`.
+            Ok(_) => resolver.metrics().udp_oversized.add(batch.truncated()),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
             Err(error) => {
                 log_receive_error(&error);
@@ -47,6 +50,17 @@ pub async fn serve(
         }
         let arrival = Instant::now();
         for (bytes, peer) in batch.datagrams() {
+            if !guard.udp_fits(bytes.len()) {
+                continue;
+            }
+            match guard.admit(bytes, peer.ip(), arrival) {
+                Admission::Serve => {}
+                Admission::Reply(reply) => {
+                    replies.push((reply, peer));
+                    continue;
+                }
+                Admission::Drop => continue,
+            }
             match resolver.handle(bytes, Transport::Udp, arrival) {
                 Handled::Reply(reply) => replies.push((reply, peer)),
                 Handled::Wait(pending) => {

@@ -13,7 +13,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout, timeout_at};
 
 /// EDNS option code of the Extended DNS Error (RFC 8914 §2).
@@ -204,6 +204,34 @@ pub async fn query_udp(
     parse_reply(buf, opts.id, sent)
 }
 
+/// Like [`query_udp`], from a socket bound to `source` (port 0): for servers that
+/// tell clients apart by address, such as 127.0.0.2 against 127.0.0.1.
+pub async fn query_udp_from(
+    source: IpAddr,
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+    opts: &QueryOpts,
+    limit: Duration,
+) -> Result<Reply, ClientError> {
+    let query = build_query(name, rtype, opts);
+    let socket = UdpSocket::bind(SocketAddr::new(source, 0)).await?;
+    let sent = Instant::now();
+    socket.send_to(&query, server).await?;
+    let mut buf = vec![0u8; 65535];
+    let (len, from) = timeout_at(sent + limit, socket.recv_from(&mut buf))
+        .await
+        .map_err(|_| ClientError::Timeout)??;
+    if from != server {
+        return Err(ClientError::WrongSource {
+            expected: server,
+            got: from,
+        });
+    }
+    buf.truncate(len);
+    parse_reply(buf, opts.id, sent)
+}
+
 /// One query over a fresh TCP connection (RFC 7766 length framing).
 pub async fn query_tcp(
     server: SocketAddr,
@@ -280,7 +308,20 @@ pub struct TcpClient {
 
 impl TcpClient {
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpClient> {
-        let stream = TcpStream::connect(addr).await?;
+        TcpClient::from_stream(TcpStream::connect(addr).await?)
+    }
+
+    /// Connects from `source` (port 0), for servers that tell clients apart by address.
+    pub async fn connect_from(source: IpAddr, addr: SocketAddr) -> io::Result<TcpClient> {
+        let socket = match source {
+            IpAddr::V4(_) => TcpSocket::new_v4()?,
+            IpAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        TcpClient::from_stream(socket.connect(addr).await?)
+    }
+
+    fn from_stream(stream: TcpStream) -> io::Result<TcpClient> {
         stream.set_nodelay(true)?;
         Ok(TcpClient {
             stream,
