@@ -8,6 +8,7 @@
 //! several keys live in [`Config::validate`], which main calls again after command-line
 //! flags have overridden fields.
 
+mod local;
 mod location;
 pub mod value;
 
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 
 use crate::resolv_conf;
+pub use local::{LocalConfig, RecordKind, StaticRecordConfig, parse_record_kind};
 use value::DNS_PORT;
 
 /// A deadline longer than this is a typo (a unit missing or wrong), not a wish: a stub
@@ -55,6 +57,7 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[[forward]]` tables: split DNS. Default none.
     pub forward: Vec<ForwardConfig>,
+    pub local: LocalConfig,
     #[serde(skip)]
     origin: Origin,
 }
@@ -383,7 +386,8 @@ impl Config {
         self.validate_forward()?;
         self.validate_limits()?;
         self.validate_cache()?;
-        self.validate_stale()
+        self.validate_stale()?;
+        self.validate_local()
     }
 
     /// How long a query waits for the upstream before a stale answer may be sent:
