@@ -37,6 +37,9 @@ use special::{Special, SpecialZones, ZoneKind};
 /// RFC 1035 §3.2.4: class IN.
 const CLASS_IN: u16 = 1;
 
+/// The TTL of the loopback answers for localhost: they never change.
+const LOOPBACK_TTL: u32 = 86_400;
+
 /// How many CNAMEs are followed within local data (a loop ends here too).
 const MAX_CNAME_CHAIN: usize = 8;
 
@@ -223,6 +226,7 @@ fn zone_answer(qname: &[u8], qtype: RecordType, apex: &[u8], kind: ZoneKind) -> 
     let at_apex = qname == apex;
     let owner = || name::from_wire(qname);
     let found = match (kind, qtype) {
+        (ZoneKind::Nonexistent, _) => None,
         (_, RecordType::SOA) if at_apex => special::soa(apex),
         (ZoneKind::Loopback, RecordType::A) => owner()
             .map(|owner| Record::from_rdata(owner, LOOPBACK_TTL, RData::A(A::new(127, 0, 0, 1)))),
@@ -239,6 +243,7 @@ fn zone_answer(qname: &[u8], qtype: RecordType, apex: &[u8], kind: ZoneKind) -> 
     };
     match found {
         Some(record) => LocalAnswer::records(vec![record]),
+        None if kind == ZoneKind::Nonexistent => LocalAnswer::negative(rcode::NXDOMAIN, None),
         // RFC 6303 §3: the zone holds only its apex; localhost every name below it.
         None if at_apex || kind == ZoneKind::Loopback => {
             LocalAnswer::negative(rcode::NOERROR, special::soa(apex))
@@ -246,9 +251,6 @@ fn zone_answer(qname: &[u8], qtype: RecordType, apex: &[u8], kind: ZoneKind) -> 
         None => LocalAnswer::negative(rcode::NXDOMAIN, special::soa(apex)),
     }
 }
-
-/// The TTL of the loopback answers for localhost: they never change.
-const LOOPBACK_TTL: u32 = 86_400;
 
 /// Renders a local answer for `query` through [`Answer::render`], so it gets
 /// exactly the header, question, OPT and truncation rules of any other answer.

@@ -3,7 +3,7 @@
 //! - `localhost` and below: loopback addresses (RFC 6761 §6.3);
 //! - `invalid` and below: NXDOMAIN (RFC 6761 §6.4);
 //! - `local` and below, the mDNS domain: NXDOMAIN (RFC 6762 §3: unicast DNS has
-//!   no answer for it);
+//!   no answer for it); both without an SOA, as no zone exists there;
 //! - the locally served zones of RFC 6303 §4 (private and special-purpose reverse
 //!   zones) and RFC 7793 (100.64/10): NXDOMAIN below the apex, NODATA at it, with
 //!   the zone's SOA (RFC 6303 §3) so clients cache the answer;
@@ -24,8 +24,8 @@ use super::name;
 use crate::wire;
 
 /// RFC 6303 §3: the SOA every locally served zone has,
-/// `@ 10800 IN SOA @ nobody.invalid. 1 3600 1200 604800 10800`; the zones of
-/// RFC 6761 (localhost, invalid) and `local` get the same. The record's TTL and
+/// `@ 10800 IN SOA @ nobody.invalid. 1 3600 1200 604800 10800`; `localhost`
+/// gets the same for its NODATA answers. The record's TTL and
 /// MINIMUM, 10800 s (3 h), are how long clients cache a negative answer (RFC 2308 §5).
 const SOA_TTL: u32 = 10_800;
 const SOA_SERIAL: u32 = 1;
@@ -47,6 +47,9 @@ pub enum ZoneKind {
     Loopback,
     /// A zone with no names but its apex: NXDOMAIN below it, NODATA at it.
     Empty,
+    /// A name that does not exist, nor anything below it: NXDOMAIN, with no SOA
+    /// (there is no zone to vouch for it).
+    Nonexistent,
 }
 
 /// How a name the tables do not hold is answered locally.
@@ -78,8 +81,12 @@ impl SpecialZones {
         let mut zones = HashMap::new();
         // RFC 6761 §6.3, §6.4: never forwarded.
         zones.insert(text_key("localhost"), ZoneKind::Loopback);
-        zones.insert(text_key("invalid"), ZoneKind::Empty);
-        for zone in std::iter::once("local".to_owned()).chain(locally_served_zones()) {
+        zones.insert(text_key("invalid"), ZoneKind::Nonexistent);
+        let mdns = text_key("local");
+        if !overlaps_forward(&mdns) {
+            zones.insert(mdns, ZoneKind::Nonexistent);
+        }
+        for zone in locally_served_zones() {
             let key = text_key(&zone);
             if !overlaps_forward(&key) {
                 zones.insert(key, ZoneKind::Empty);
