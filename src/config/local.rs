@@ -324,6 +324,23 @@ mod tests {
         assert!(error.reason.contains("value"), "{error}");
     }
 
+    /// The commented `[[local.records]]` example in conf/punctual.toml parses.
+    #[test]
+    fn shipped_record_example_parses() -> Result<(), ConfigError> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/punctual.toml");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{error}"));
+        let example: String = text
+            .lines()
+            .skip_while(|line| *line != "# [[local.records]]")
+            .map_while(|line| line.strip_prefix('#'))
+            .map(|line| format!("{}\n", line.trim_start()))
+            .collect();
+        let config = parse(&example)?;
+        let kinds: Vec<RecordKind> = config.local.records.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, [RecordKind::A, RecordKind::Mx, RecordKind::Srv]);
+        Ok(())
+    }
+
     #[test]
     fn records_built_in_code_are_validated_too() {
         let mut config = Config::default();
