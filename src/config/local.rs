@@ -103,7 +103,7 @@ impl fmt::Display for RecordKind {
 }
 
 /// Parses a record type mnemonic, in any letter case.
-pub fn parse_record_kind(text: &str) -> Result<RecordKind, String> {
+fn parse_record_kind(text: &str) -> Result<RecordKind, String> {
     RecordKind::ALL
         .into_iter()
         .find(|kind| kind.name().eq_ignore_ascii_case(text.trim()))

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 
 use crate::resolv_conf;
-pub use local::{LocalConfig, RecordKind, StaticRecordConfig, parse_record_kind};
+pub use local::{LocalConfig, RecordKind, StaticRecordConfig};
 use value::DNS_PORT;
 
 /// A deadline longer than this is a typo (a unit missing or wrong), not a wish: a stub
@@ -57,6 +57,7 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[[forward]]` tables: split DNS. Default none.
     pub forward: Vec<ForwardConfig>,
+    /// `[local]`: hosts files, single-label names, static records.
     pub local: LocalConfig,
     #[serde(skip)]
     origin: Origin,
