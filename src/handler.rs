@@ -1,7 +1,8 @@
 //! One query's path, bytes in and bytes out, shared by UDP and TCP:
-//! validate → cache → coalesce → upstream, all inside the query's deadline.
+//! validate → local → cache → coalesce → upstream, all inside the query's deadline.
 //!
-//! A fresh cache hit, a remembered failure or a rejection is answered
+//! A local answer (hosts, static records, special names; see [`crate::local`]),
+//! a fresh cache hit, a remembered failure or a rejection is answered
 //! synchronously, on the receiving task. A miss becomes a [`PendingQuery`] that
 //! waits (until its own deadline) for the lookup in the in-flight table; the
 //! first asker's miss also spawns that lookup, which the table owns.
@@ -27,6 +28,7 @@ use crate::answer::{Answer, TtlMode};
 use crate::cache::{Cache, CacheLimits, Hit};
 use crate::error::{EDE_STALE_ANSWER, LookupError};
 use crate::inflight::{Inflight, InflightGauges, Joined, LookupHandle, Outcome, Waiter};
+use crate::local::LocalAnswers;
 use crate::metrics::Metrics;
 use crate::query::{ClientQuery, Rejected};
 use crate::response;
@@ -73,6 +75,7 @@ const STALE_EDE: Ede = Ede {
 };
 
 pub struct Resolver {
+    local: LocalAnswers,
     cache: Cache,
     inflight: Arc<Inflight>,
     upstream: Routes,
@@ -83,8 +86,14 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    pub fn new(upstream: Routes, limits: ResolverLimits, metrics: Arc<Metrics>) -> Arc<Resolver> {
+    pub fn new(
+        upstream: Routes,
+        local: LocalAnswers,
+        limits: ResolverLimits,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Resolver> {
         Arc::new(Resolver {
+            local,
             cache: Cache::new(limits.cache, Arc::clone(&metrics)),
             inflight: Inflight::new(
                 limits.max_inflight,
@@ -102,6 +111,11 @@ impl Resolver {
     /// The `[upstream]` pool.
     pub fn upstream(&self) -> &Upstream {
         self.upstream.default_pool()
+    }
+
+    /// The local answers, whose hosts table a watcher replaces.
+    pub fn local(&self) -> &LocalAnswers {
+        &self.local
     }
 
     /// The cache, for operators' flush commands.
@@ -146,6 +160,10 @@ impl Resolver {
             Err(Rejected::Reply(reply)) => return self.reply(reply),
         };
         tracing::trace!(id = query.id, qtype = query.key.qtype, "query");
+        if let Some(reply) = self.local.answer(&query, size_limit(&query, transport)) {
+            self.metrics.local_answers.inc();
+            return self.reply(reply);
+        }
         let stale = match self.cache.get(&query.key, arrival) {
             Hit::Fresh { answer, prefetch } => {
                 if prefetch {
@@ -261,10 +279,7 @@ impl Resolver {
         ttl: TtlMode,
         ede: Option<Ede>,
     ) -> Vec<u8> {
-        let limit = match transport {
-            Transport::Udp => query.udp_limit(),
-            Transport::Tcp => usize::from(u16::MAX),
-        };
+        let limit = size_limit(query, transport);
         answer.render(query, ttl, self.cache.policy(), ede, limit)
     }
 
@@ -287,6 +302,14 @@ impl Resolver {
     fn reply(&self, reply: Vec<u8>) -> Handled {
         self.metrics.count_response(&reply);
         Handled::Reply(reply)
+    }
+}
+
+/// The largest response `query`'s transport takes.
+fn size_limit(query: &ClientQuery, transport: Transport) -> usize {
+    match transport {
+        Transport::Udp => query.udp_limit(),
+        Transport::Tcp => usize::from(u16::MAX),
     }
 }
 

@@ -6,8 +6,10 @@
 //! - [`listen`]: UDP and TCP sockets (socket2) and their serving loops.
 //! - [`guard`]: what a client may send before any work is done for it: the
 //!   allow list, per-client rate limits, TCP connection and message limits.
-//! - [`handler`]: one query's path, bytes in, bytes out: validate → cache →
-//!   coalesce → upstream, inside one deadline.
+//! - [`handler`]: one query's path, bytes in, bytes out: validate → local →
+//!   cache → coalesce → upstream, inside one deadline.
+//! - [`local`]: answers that never leave the machine: static records, hosts
+//!   files (watched), localhost and the other special names, ANY.
 //! - [`query`], [`response`]: parsing a client's query; responses we synthesize.
 //! - [`cache`]: the bounded TTL cache of prepared answers (seconds to days).
 //! - [`inflight`]: the coalescing table of lookups and their waiters (milliseconds).
@@ -31,6 +33,7 @@ pub mod guard;
 pub mod handler;
 pub mod inflight;
 pub mod listen;
+pub mod local;
 pub mod metrics;
 pub mod privileges;
 pub mod query;
@@ -55,6 +58,8 @@ use crate::guard::{Guard, GuardLimits};
 use crate::handler::{Resolver, ResolverLimits};
 use crate::inflight::InflightGauges;
 use crate::listen::{BindError, Listeners, TcpLimits};
+use crate::local::LocalAnswers;
+use crate::local::watch::{HostsFiles, watch_hosts};
 use crate::metrics::Metrics;
 use crate::upstream::{Routes, TlsSetupError, Upstream, UpstreamOptions, tls_client_config};
 
@@ -79,6 +84,8 @@ pub struct Server {
     tcp_limits: TcpLimits,
     /// Set when the upstreams come from a resolv.conf, which is then watched.
     resolv_conf: Option<Config>,
+    /// The hosts files as read at start, then watched.
+    hosts_files: HostsFiles,
 }
 
 impl Server {
@@ -121,8 +128,11 @@ impl Server {
             Upstream::new(upstreams, options, tls, Arc::clone(&metrics)),
             zones,
         );
+        let hosts_files = HostsFiles::load(&config.local.hosts_files);
+        let local = LocalAnswers::new(config, hosts_files.table());
         let resolver = Resolver::new(
             routes,
+            local,
             ResolverLimits {
                 deadline: limits.deadline,
                 max_inflight: limits.max_inflight,
@@ -154,6 +164,7 @@ impl Server {
                 max_message: limits.max_tcp_query,
             },
             resolv_conf: config.upstream.servers.is_empty().then(|| config.clone()),
+            hosts_files,
         })
     }
 
@@ -189,6 +200,14 @@ impl Server {
                 upstream::watch_resolv_conf(config, resolver.upstream(), shutdown).await;
             });
         }
+        if !self.hosts_files.is_empty() {
+            let resolver = Arc::clone(&self.resolver);
+            let shutdown = shutdown.clone();
+            let files = self.hosts_files;
+            tokio::spawn(async move {
+                watch_hosts(files, resolver.local().hosts(), shutdown).await;
+            });
+        }
         shutdown.cancelled().await;
         tasks.close();
         if tokio::time::timeout(deadline + SHUTDOWN_GRACE, tasks.wait())
@@ -211,6 +230,7 @@ fn log_final_counters(resolver: &Resolver) {
     tracing::info!(
         queries_udp = m.queries_udp.get(),
         queries_tcp = m.queries_tcp.get(),
+        local_answers = m.local_answers.get(),
         cache_hits = m.cache_hits.get(),
         cache_misses = m.cache_misses.get(),
         cache_stale_hits = m.cache_stale_hits.get(),

@@ -29,6 +29,9 @@ pub struct Metrics {
     /// Responses sent, by RCODE (the low 4 bits).
     pub responses_by_rcode: [Counter; 16],
     pub responses_truncated: Counter,
+    /// Queries answered from local data: hosts files, static records, special
+    /// names (localhost, RFC 6303 zones, single labels) and ANY (RFC 8482).
+    pub local_answers: Counter,
     /// Fresh answers (positive or negative) served from the cache.
     pub cache_hits: Counter,
     pub cache_misses: Counter,

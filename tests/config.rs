@@ -120,6 +120,8 @@ fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
         "stale_answer_after",
         "stale_ttl",
         "prefetch",
+        "hosts_files",
+        "forward_single_label",
     ] {
         let set = text
             .lines()

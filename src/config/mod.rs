@@ -9,6 +9,7 @@
 //! flags have overridden fields.
 
 mod guards;
+mod local;
 mod location;
 mod process;
 mod server;
@@ -28,6 +29,7 @@ use toml::de::DeTable;
 
 use crate::guard::Prefix;
 use crate::{resolv_conf, wire};
+pub use local::{LocalConfig, RecordKind, StaticRecordConfig};
 pub use server::{DNS_OVER_TLS_PORT, UpstreamAddr, UpstreamTransport, parse_upstream_addr};
 use value::DNS_PORT;
 
@@ -64,6 +66,8 @@ pub struct Config {
     pub process: ProcessConfig,
     /// `[[forward]]` tables: split DNS. Default none.
     pub forward: Vec<ForwardConfig>,
+    /// `[local]`: hosts files, single-label names, static records.
+    pub local: LocalConfig,
     #[serde(skip)]
     origin: Origin,
 }
@@ -450,7 +454,8 @@ impl Config {
         self.validate_stale()?;
         self.validate_allow()?;
         self.validate_guard_limits()?;
-        self.validate_process()
+        self.validate_process()?;
+        self.validate_local()
     }
 
     /// How long a query waits for the upstream before a stale answer may be sent:

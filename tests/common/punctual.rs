@@ -31,6 +31,10 @@ pub fn test_config(upstreams: &[SocketAddr]) -> Config {
     // count upstream queries exactly; `fastest` (RTO from measured RTT, hedging)
     // has its own tests in tests/upstream_selection.rs.
     config.upstream.strategy = Strategy::Ordered;
+    // Never the machine's /etc/hosts (the default): its names would be answered
+    // locally and differ from machine to machine. tests/local_answers.rs sets
+    // its own temporary hosts files.
+    config.local.hosts_files = Vec::new();
     config
 }
 
