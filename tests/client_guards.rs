@@ -307,9 +307,9 @@ async fn stalled_tcp_connections_are_capped_and_cut_off_while_good_clients_are_a
     const PER_CLIENT: usize = 64;
     /// From one address: PER_CLIENT accepted, the rest refused per client.
     const FROM_ONE: usize = PER_CLIENT + 6;
-    /// From each of 127.0.0.180–189: below the per-client cap, so only the
-    /// global cap can refuse them.
-    const FROM_EACH: usize = 52;
+    /// From each of 127.0.0.180–189 (600 flood connections in all): below the
+    /// per-client cap, so only the global cap can refuse them.
+    const FROM_EACH: usize = 53;
     const READ_TIMEOUT: Duration = Duration::from_millis(300);
     // Both ends of every connection live in this process.
     allow_open_files(4096);
