@@ -285,6 +285,9 @@ impl Resolver {
 
     fn stale_reply(&self, answer: &Answer, query: &ClientQuery, transport: Transport) -> Vec<u8> {
         self.metrics.stale_answers.inc();
+        if query.edns.is_some() {
+            self.metrics.count_ede(STALE_EDE.code);
+        }
         self.render(
             answer,
             query,
@@ -296,6 +299,9 @@ impl Resolver {
 
     fn failure(&self, query: &ClientQuery, error: LookupError) -> Vec<u8> {
         let (rcode, ede) = error.outcome();
+        if query.edns.is_some() {
+            self.metrics.count_ede(ede.code);
+        }
         response::synthesized(query, rcode, 0, Some(ede))
     }
 

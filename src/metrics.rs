@@ -2,6 +2,7 @@
 //! path with relaxed ordering (they are statistics, not synchronisation).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -91,9 +92,77 @@ pub struct Metrics {
     /// TCP connections closed because a message did not arrive whole within
     /// `tcp_read_timeout` of its first byte.
     pub tcp_read_timeouts: Counter,
+    /// From a query's arrival to its response being handed to the socket.
+    pub answer_duration: Histogram,
+    /// Extended DNS Errors sent (RFC 8914), by INFO-CODE; codes above the
+    /// last slot are counted in it.
+    pub ede_sent: [Counter; EDE_SLOTS],
+}
+
+/// RFC 8914 and its registry define codes 0–30 so far; 31 collects the rest.
+pub const EDE_SLOTS: usize = 32;
+
+/// Upper bounds of the latency buckets: 100 µs to 5 s, roughly ×2.5 per step,
+/// which covers a cache hit (tens of µs) to a whole deadline.
+pub const LATENCY_BOUNDS: [Duration; 15] = [
+    Duration::from_micros(100),
+    Duration::from_micros(250),
+    Duration::from_micros(500),
+    Duration::from_millis(1),
+    Duration::from_micros(2_500),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_micros(2_500_000),
+    Duration::from_secs(5),
+];
+
+/// A latency histogram with [`LATENCY_BOUNDS`] buckets (plus +Inf), in the
+/// shape Prometheus expects: per-bucket counts, a count and a sum.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Not cumulative: `buckets[i]` counts observations in (bound[i-1], bound[i]];
+    /// the last counts those above every bound.
+    buckets: [Counter; LATENCY_BOUNDS.len() + 1],
+    sum_nanos: Counter,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let bucket = LATENCY_BOUNDS.partition_point(|bound| *bound < elapsed);
+        self.buckets[bucket].inc();
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.0.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bound, then the total (the +Inf bucket).
+    pub fn cumulative(&self) -> [u64; LATENCY_BOUNDS.len() + 1] {
+        let mut total = 0;
+        std::array::from_fn(|i| {
+            total += self.buckets[i].get();
+            total
+        })
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(Counter::get).sum()
+    }
+
+    pub fn sum(&self) -> Duration {
+        Duration::from_nanos(self.sum_nanos.get())
+    }
 }
 
 impl Metrics {
+    pub fn count_ede(&self, code: u16) {
+        self.ede_sent[usize::from(code).min(EDE_SLOTS - 1)].inc();
+    }
+
     pub fn count_response(&self, response: &[u8]) {
         if let Some(&low) = response.get(3) {
             self.responses_by_rcode[usize::from(low & 0x0f)].inc();
@@ -101,5 +170,25 @@ impl Metrics {
         if response.get(2).is_some_and(|b| b & 0x02 != 0) {
             self.responses_truncated.inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_upper_inclusive_and_cumulative() {
+        let histogram = Histogram::default();
+        histogram.observe(Duration::from_micros(100));
+        histogram.observe(Duration::from_micros(101));
+        histogram.observe(Duration::from_secs(60));
+        let cumulative = histogram.cumulative();
+        assert_eq!(cumulative[0], 1, "100 µs is in the 100 µs bucket");
+        assert_eq!(cumulative[1], 2);
+        assert_eq!(cumulative[LATENCY_BOUNDS.len() - 1], 2);
+        assert_eq!(cumulative[LATENCY_BOUNDS.len()], 3, "+Inf holds everything");
+        assert_eq!(histogram.count(), 3);
+        assert_eq!(histogram.sum(), Duration::from_micros(60_000_201));
     }
 }

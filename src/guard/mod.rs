@@ -159,6 +159,9 @@ impl Guard {
     fn refuse(&self, bytes: &[u8], ede: Ede) -> Admission {
         match ClientQuery::parse(bytes) {
             Ok(query) => {
+                if query.edns.is_some() {
+                    self.metrics.count_ede(ede.code);
+                }
                 let reply = response::synthesized(&query, rcode::REFUSED, 0, Some(ede));
                 self.metrics.count_response(&reply);
                 Admission::Reply(reply)
