@@ -145,7 +145,12 @@ impl Cache {
         };
         drop(store);
         let counter = match &hit {
-            Hit::Fresh { .. } => &self.metrics.cache_hits,
+            Hit::Fresh { answer, .. } => {
+                if answer.is_negative() {
+                    self.metrics.cache_negative_hits.inc();
+                }
+                &self.metrics.cache_hits
+            }
             Hit::Failed(_) => &self.metrics.cache_failure_hits,
             Hit::Stale(_) => &self.metrics.cache_stale_hits,
             Hit::Miss => &self.metrics.cache_misses,

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub local_answers: Counter,
     /// Fresh answers (positive or negative) served from the cache.
     pub cache_hits: Counter,
+    /// The part of `cache_hits` that were NXDOMAIN or NODATA (RFC 2308).
+    pub cache_negative_hits: Counter,
     pub cache_misses: Counter,
     /// Questions answered at once from a remembered failure.
     pub cache_failure_hits: Counter,
@@ -153,9 +155,24 @@ impl Histogram {
         self.buckets.iter().map(Counter::get).sum()
     }
 
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            cumulative: self.cumulative(),
+            sum: self.sum(),
+        }
+    }
+
     pub fn sum(&self) -> Duration {
         Duration::from_nanos(self.sum_nanos.get())
     }
+}
+
+/// A copy of a [`Histogram`] for reporting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// Cumulative counts per [`LATENCY_BOUNDS`] entry, then the total.
+    pub cumulative: [u64; LATENCY_BOUNDS.len() + 1],
+    pub sum: Duration,
 }
 
 impl Metrics {

@@ -8,6 +8,7 @@
 //! several keys live in [`Config::validate`], which main calls again after command-line
 //! flags have overridden fields.
 
+mod control;
 mod guards;
 mod local;
 mod location;
@@ -29,6 +30,7 @@ use toml::de::DeTable;
 
 use crate::guard::Prefix;
 use crate::{resolv_conf, wire};
+pub use control::{ControlConfig, DEFAULT_CONTROL_PORT};
 pub use local::{LocalConfig, RecordKind, StaticRecordConfig};
 pub use server::{DNS_OVER_TLS_PORT, UpstreamAddr, UpstreamTransport, parse_upstream_addr};
 use value::DNS_PORT;
@@ -68,6 +70,8 @@ pub struct Config {
     pub forward: Vec<ForwardConfig>,
     /// `[local]`: hosts files, single-label names, static records.
     pub local: LocalConfig,
+    /// `[control]`: the operators' HTTP endpoint.
+    pub control: ControlConfig,
     #[serde(skip)]
     origin: Origin,
 }
@@ -455,7 +459,8 @@ impl Config {
         self.validate_allow()?;
         self.validate_guard_limits()?;
         self.validate_process()?;
-        self.validate_local()
+        self.validate_local()?;
+        self.validate_control()
     }
 
     /// How long a query waits for the upstream before a stale answer may be sent:

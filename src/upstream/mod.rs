@@ -54,7 +54,7 @@ use rustls::ClientConfig;
 use crate::answer::Answer;
 use crate::config::{Strategy, UpstreamAddr, UpstreamTransport};
 use crate::error::LookupError;
-use crate::metrics::Metrics;
+use crate::metrics::{Counter, Histogram, HistogramSnapshot, Metrics};
 use health::Health;
 use stream::{Security, StreamPool};
 
@@ -64,6 +64,10 @@ const PROBE_EVERY: u64 = 20;
 struct Server {
     spec: UpstreamAddr,
     health: Health,
+    /// Attempts sent to this server, its RTO expiries, and its answers' RTTs.
+    queries: Counter,
+    timeouts: Counter,
+    rtt: Histogram,
     /// The kept-open connection of a `tcp://` or `tls://` server.
     stream: Option<StreamPool>,
 }
@@ -91,6 +95,9 @@ impl Server {
         Server {
             spec,
             health: Health::default(),
+            queries: Counter::default(),
+            timeouts: Counter::default(),
+            rtt: Histogram::default(),
             stream,
         }
     }
@@ -127,6 +134,19 @@ pub struct UpstreamOptions {
     pub trust_ad: bool,
     /// How long an unused TCP or TLS connection stays open.
     pub idle_timeout: Duration,
+}
+
+/// One server's counters and state, as [`Upstream::report`] gives them.
+#[derive(Debug, Clone)]
+pub struct ServerReport {
+    /// As configured: `IP:PORT`, `tcp://…` or `tls://…#name`.
+    pub server: String,
+    pub queries: u64,
+    pub timeouts: u64,
+    pub rtt: HistogramSnapshot,
+    pub srtt: Option<Duration>,
+    /// Not marked down (a down server is still asked when nothing else is up).
+    pub up: bool,
 }
 
 pub struct Upstream {
@@ -183,6 +203,25 @@ impl Upstream {
             .collect();
         *self.servers.write().unwrap_or_else(|p| p.into_inner()) = next;
         true
+    }
+
+    /// What each server in use has done, for operators.
+    pub fn report(&self) -> Vec<ServerReport> {
+        let now = Instant::now();
+        self.current()
+            .iter()
+            .map(|server| {
+                let health = server.health.snapshot(now);
+                ServerReport {
+                    server: server.spec.to_string(),
+                    queries: server.queries.get(),
+                    timeouts: server.timeouts.get(),
+                    rtt: server.rtt.snapshot(),
+                    srtt: health.srtt,
+                    up: !health.down,
+                }
+            })
+            .collect()
     }
 
     fn current(&self) -> Arc<[Arc<Server>]> {
@@ -263,6 +302,7 @@ impl Upstream {
                 for &server in &awaiting {
                     if !failed[server] {
                         servers[server].health.timed_out(now);
+                        servers[server].timeouts.inc();
                     }
                 }
                 let (mut targets, wait) = self.turn(&servers, &order, turn, lookup_number);
@@ -284,6 +324,7 @@ impl Upstream {
                     };
                     match attempt {
                         Ok(attempt) => {
+                            servers[server].queries.inc();
                             awaiting.push(server);
                             let question = Arc::clone(&question);
                             let metrics = Arc::clone(&self.metrics);
@@ -314,7 +355,9 @@ impl Upstream {
                     let addr = servers[server].addr();
                     match result {
                         Ok(answer) => {
-                            servers[server].health.answered(sent.elapsed());
+                            let rtt = sent.elapsed();
+                            servers[server].health.answered(rtt);
+                            servers[server].rtt.observe(rtt);
                             if answer.is_truncated() && servers[server].stream.is_none() {
                                 self.metrics.upstream_tcp_fallbacks.inc();
                                 return tcp::exchange(addr, &question, &self.metrics)

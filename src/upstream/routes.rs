@@ -33,6 +33,15 @@ impl Routes {
             .map_or(&self.default, |(_, upstream)| upstream)
     }
 
+    /// Every pool with its zone (lower-case wire name), `[upstream]` first with none.
+    pub fn pools(&self) -> impl Iterator<Item = (Option<&[u8]>, &Upstream)> {
+        std::iter::once((None, &self.default)).chain(
+            self.zones
+                .iter()
+                .map(|(zone, upstream)| (Some(&zone[..]), upstream)),
+        )
+    }
+
     /// The `[upstream]` pool (the one a watched resolv.conf updates).
     pub fn default_pool(&self) -> &Upstream {
         &self.default
