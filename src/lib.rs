@@ -15,6 +15,11 @@
 //! - [`error`]: lookup failures and the RCODE/EDE each maps to.
 //! - [`metrics`]: the counters operators and tests read.
 //!
+//! Operator commands, beside the daemon:
+//! - [`client`]: a small DNS client (one question, UDP or TCP) for `punctual query`.
+//! - [`doctor`]: `punctual doctor`'s checks of glibc, resolv.conf, port 53 and
+//!   whether punctual and its upstreams answer.
+//!
 //! [`Server::bind`] then [`Server::run`] is the whole daemon; `main.rs` only adds
 //! the command line, logging and signals.
 
@@ -22,7 +27,9 @@
 
 pub mod answer;
 pub mod cache;
+pub mod client;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod handler;
 pub mod inflight;
