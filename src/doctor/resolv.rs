@@ -199,7 +199,8 @@ pub fn check(path: &Path, config: &Config) -> Vec<Finding> {
             ),
         ));
     }
-    findings.push(worst_case(&conf, config, punctual_first));
+    let punctual_named = conf.nameservers.iter().any(is_punctual);
+    findings.push(worst_case(&conf, config, punctual_first, punctual_named));
     if conf.options.rotate && conf.nameservers.iter().any(is_punctual) {
         findings.push(Finding::new(
             "resolv.rotate",
@@ -300,7 +301,12 @@ fn nameservers(path: &Path, conf: &ResolvConf, is_punctual: impl Fn(&IpAddr) -> 
     }
 }
 
-fn worst_case(conf: &ResolvConf, config: &Config, punctual_first: bool) -> Finding {
+fn worst_case(
+    conf: &ResolvConf,
+    config: &Config,
+    punctual_first: bool,
+    punctual_named: bool,
+) -> Finding {
     let options = &conf.options;
     let wait = conf.worst_case_wait();
     let deadline = config.limits.deadline;
@@ -319,12 +325,14 @@ fn worst_case(conf: &ResolvConf, config: &Config, punctual_first: bool) -> Findi
     );
     let too_long = wait > deadline * FAR_BEYOND_DEADLINE;
     let (severity, title, advice) = if !punctual_first {
+        let when = if punctual_named {
+            "before punctual is asked"
+        } else {
+            "when the nameservers are silent"
+        };
         (
             Severity::Warn,
-            format!(
-                "a lookup can wait up to {} before punctual is asked",
-                human(wait)
-            ),
+            format!("a lookup can wait up to {} {when}", human(wait)),
             "Put punctual first: it answers every query within its deadline.".to_owned(),
         )
     } else if too_long {
