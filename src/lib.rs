@@ -20,6 +20,11 @@
 //! - [`metrics`]: the counters operators and tests read.
 //! - [`privileges`]: switching to the `[process]` user once the sockets are bound.
 //!
+//! Operator commands, beside the daemon:
+//! - [`client`]: a small DNS client (one question, UDP or TCP) for `punctual query`.
+//! - [`doctor`]: `punctual doctor`'s checks of glibc, resolv.conf, port 53 and
+//!   whether punctual and its upstreams answer.
+//!
 //! [`Server::bind`], [`privileges::drop_to`], then [`Server::run`] is the whole
 //! daemon; `main.rs` only adds the command line, logging and signals.
 
@@ -27,7 +32,9 @@
 
 pub mod answer;
 pub mod cache;
+pub mod client;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod guard;
 pub mod handler;

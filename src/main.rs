@@ -3,14 +3,17 @@
 //! root once its sockets are bound. Bad usage or a bad config exits 64
 //! (EX_USAGE) with one clear line.
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use hickory_proto::rr::RecordType;
 use punctual::Server;
+use punctual::client::{self, Transport, report::Summary};
 use punctual::config::{Config, ConfigError, parse_upstream_addr, value};
+use punctual::doctor::{self, GlibcSource, Inputs, Probe, glibc};
 use punctual::privileges::{self, Identity};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -57,6 +60,70 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Ask one question, like a small dig; exit 0 on NOERROR or NXDOMAIN, 1 otherwise.
+    Query(QueryArgs),
+    /// Check this machine's resolver setup and say what to fix; exit 1 if anything needs attention.
+    Doctor(DoctorArgs),
+    /// Print the completion script for SHELL.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
+}
+
+#[derive(clap::Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The name to look up, e.g. "example.com".
+    name: String,
+    /// The record type: A, AAAA, MX, TXT… or TYPEnnn.
+    #[arg(default_value = "A", value_name = "TYPE")]
+    rtype: String,
+    /// Ask this server, IP[:PORT] [default: the first [listen] address of the config].
+    #[arg(long, value_name = "ADDR")]
+    server: Option<String>,
+    /// Ask over TCP instead of UDP.
+    #[arg(long)]
+    tcp: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Give up after this long without a reply.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    timeout: String,
+}
+
+#[derive(clap::Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Print a JSON array of findings instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The resolv.conf to check.
+    #[arg(long, default_value = "/etc/resolv.conf", value_name = "PATH")]
+    resolv_conf: PathBuf,
+    /// Check this glibc version instead of asking `ldd --version`.
+    #[arg(long, env = "PUNCTUAL_GLIBC_VERSION", value_name = "X.Y")]
+    glibc_version: Option<String>,
+    /// The program whose `--version` names the glibc version.
+    #[arg(long, default_value = "ldd", value_name = "PROGRAM")]
+    ldd: String,
+    /// Where musl's dynamic linker (ld-musl-*.so.1) would be.
+    #[arg(long, default_value = "/lib", value_name = "DIR")]
+    musl_dir: PathBuf,
+    /// The procfs root to find port-53 holders in.
+    #[arg(long, default_value = "/proc", value_name = "DIR")]
+    proc_root: PathBuf,
+    /// The name to ask punctual and the upstreams for (type NS).
+    #[arg(long, default_value = ".", value_name = "NAME")]
+    probe_name: String,
+    /// How long to wait for each upstream's reply (punctual gets its deadline too).
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    probe_timeout: String,
 }
 
 #[derive(clap::Args)]
@@ -90,6 +157,19 @@ fn main() -> ExitCode {
             },
             Err(error) => usage_failure(&error),
         },
+        Command::Query(args) => query(&args),
+        Command::Doctor(args) => doctor(&args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "punctual", &mut io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => match clap_mangen::Man::new(Cli::command()).render(&mut io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("cannot write the man page: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run {
             config,
             listen,
@@ -116,6 +196,132 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `punctual query`: one exchange, printed; 64 for a bad name, type, server or timeout.
+fn query(args: &QueryArgs) -> ExitCode {
+    let question = client::parse_name(&args.name)
+        .and_then(|name| Ok((name, client::parse_record_type(&args.rtype)?)));
+    let (name, rtype) = match question {
+        Ok(question) => question,
+        Err(error) => return usage_text(&error.to_string()),
+    };
+    let timeout = match value::parse_duration(&args.timeout) {
+        Ok(timeout) => timeout,
+        Err(reason) => return usage_text(&format!("--timeout {}: {reason}", args.timeout)),
+    };
+    let server = match &args.server {
+        Some(text) => match value::parse_socket_addr(text) {
+            Ok(server) => server,
+            Err(reason) => return usage_text(&format!("--server {text}: {reason}")),
+        },
+        None => match load(&args.config) {
+            Ok((config, _)) => match config.listen.addresses.first() {
+                Some(&listen) => client::destination(listen),
+                None => return usage_text("the config has no [listen] addresses; use --server"),
+            },
+            Err(error) => return usage_failure(&error),
+        },
+    };
+    let transport = if args.tcp {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    let exchange = block_on(client::exchange(server, &name, rtype, transport, timeout));
+    match exchange {
+        Ok(Ok(exchange)) => {
+            let summary = Summary::new(&name, rtype, server, &exchange);
+            if args.json {
+                println!("{}", serde_json::json!(summary));
+            } else {
+                print!("{}", summary.to_text());
+            }
+            if summary.is_answer() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Ok(Err(error)) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `punctual doctor`: every check, printed; 1 if anything needs attention.
+fn doctor(args: &DoctorArgs) -> ExitCode {
+    let config = match load(&args.config) {
+        Ok((config, _)) => config,
+        Err(error) => return usage_failure(&error),
+    };
+    let glibc = match &args.glibc_version {
+        Some(version) if glibc::parse_version(version).is_none() => {
+            return usage_text(&format!(
+                "--glibc-version {version}: expected X.Y, e.g. 2.36"
+            ));
+        }
+        Some(version) => GlibcSource::Version(version.clone()),
+        None => GlibcSource::Ldd(args.ldd.clone()),
+    };
+    let timeout = match value::parse_duration(&args.probe_timeout) {
+        Ok(timeout) => timeout,
+        Err(reason) => {
+            return usage_text(&format!("--probe-timeout {}: {reason}", args.probe_timeout));
+        }
+    };
+    let name = match client::parse_name(&args.probe_name) {
+        Ok(name) => name,
+        Err(error) => return usage_text(&format!("--probe-name: {error}")),
+    };
+    let inputs = Inputs {
+        config,
+        resolv_conf: args.resolv_conf.clone(),
+        glibc,
+        musl_dir: args.musl_dir.clone(),
+        proc_root: args.proc_root.clone(),
+        probe: Probe {
+            name,
+            rtype: RecordType::NS,
+            timeout,
+        },
+    };
+    let report = match block_on(doctor::diagnose(&inputs)) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("{error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    if report.needs_attention() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Runs one future to completion on a small runtime (the operator commands).
+fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(future))
+}
+
+fn usage_text(message: &str) -> ExitCode {
+    eprintln!("{message}");
+    ExitCode::from(EXIT_USAGE)
 }
 
 fn usage_failure(error: &ConfigError) -> ExitCode {

@@ -30,7 +30,10 @@ pub struct ControlConfig {
 impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig {
-            address: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_CONTROL_PORT))),
+            address: Some(SocketAddr::from((
+                Ipv4Addr::LOCALHOST,
+                DEFAULT_CONTROL_PORT,
+            ))),
             allow: None,
         }
     }
@@ -43,7 +46,9 @@ fn optional_socket_addr<'de, D: Deserializer<'de>>(
     if text.is_empty() {
         return Ok(None);
     }
-    parse_socket_addr(&text).map(Some).map_err(de::Error::custom)
+    parse_socket_addr(&text)
+        .map(Some)
+        .map_err(de::Error::custom)
 }
 
 impl Config {

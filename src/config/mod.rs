@@ -794,7 +794,7 @@ impl Config {
     /// loopback address. `::` counts for IPv4 loopback too (a dual-stack socket takes
     /// both); `0.0.0.0` only for IPv4. Addresses of other local interfaces are not
     /// detected: that would need the interface list.
-    fn own_listener(&self, upstream: SocketAddr) -> Option<SocketAddr> {
+    pub fn own_listener(&self, upstream: SocketAddr) -> Option<SocketAddr> {
         let target = upstream.ip().to_canonical();
         self.listen.addresses.iter().copied().find(|listen| {
             let wildcard_takes_it = match listen.ip().to_canonical() {
