@@ -146,15 +146,26 @@ fn parse_unit(text: &str) -> Vec<(String, String, String)> {
             "{UNIT}:{}: continued lines are not expected",
             number + 1
         );
-        if let Some(name) = line.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+        if let Some(name) = line
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
             section = name.to_owned();
             continue;
         }
         let (key, value) = line
             .split_once('=')
             .unwrap_or_else(|| panic!("{UNIT}:{}: not KEY=VALUE: {line}", number + 1));
-        assert!(!section.is_empty(), "{UNIT}:{}: before any section", number + 1);
-        entries.push((section.clone(), key.trim().to_owned(), value.trim().to_owned()));
+        assert!(
+            !section.is_empty(),
+            "{UNIT}:{}: before any section",
+            number + 1
+        );
+        entries.push((
+            section.clone(),
+            key.trim().to_owned(),
+            value.trim().to_owned(),
+        ));
     }
     entries
 }
@@ -170,7 +181,10 @@ fn unit_values<'a>(unit: &'a [(String, String, String)], section: &str, key: &st
 fn service_value<'a>(unit: &'a [(String, String, String)], key: &str) -> &'a str {
     match unit_values(unit, "Service", key).as_slice() {
         [value] => value,
-        values => panic!("{UNIT}: [Service] {key} set {} times: {values:?}", values.len()),
+        values => panic!(
+            "{UNIT}: [Service] {key} set {} times: {values:?}",
+            values.len()
+        ),
     }
 }
 
@@ -230,7 +244,10 @@ fn systemd_unit_is_a_hardened_notify_service() {
     let nofile: u64 = service_value(&unit, "LimitNOFILE")
         .parse()
         .unwrap_or_else(|error| panic!("LimitNOFILE: {error}"));
-    assert!(nofile > 1024, "LimitNOFILE={nofile} is no more than the default");
+    assert!(
+        nofile > 1024,
+        "LimitNOFILE={nofile} is no more than the default"
+    );
     // A capability in a user namespace does not count for the host's network
     // namespace: with PrivateUsers, binding port 53 would fail.
     assert!(unit_values(&unit, "Service", "PrivateUsers").is_empty());
@@ -251,8 +268,13 @@ fn systemd_analyze_accepts_the_unit() {
     let text = read(UNIT).replace("/usr/bin/punctual", BIN);
     let unit = dir.write("punctual.service", &text);
     // --man=no: the man page is only there once the package is installed.
-    let (ok, printed) = run(Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&unit));
-    assert!(ok && printed.is_empty(), "systemd-analyze verify:\n{printed}");
+    let (ok, printed) = run(Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit));
+    assert!(
+        ok && printed.is_empty(),
+        "systemd-analyze verify:\n{printed}"
+    );
     let (ok, printed) = run(Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--man=no", "--threshold=20"])
         .arg(&unit));
@@ -265,7 +287,9 @@ fn systemd_analyze_accepts_the_unit() {
         "punctual.service",
         &text.replace("ProtectClock=", "ProtectClok="),
     );
-    let (_, printed) = run(Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&unit));
+    let (_, printed) = run(Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit));
     assert!(printed.contains("ProtectClok"), "{printed}");
 }
 
@@ -364,9 +388,17 @@ fn container_config_listens_everywhere_with_allow_lists() {
     let config = check_config(&read(origin), origin);
     assert_eq!(string_list(&config, "listen", "addresses"), ["0.0.0.0:53"]);
     // A client on Docker's default bridge network.
-    assert_allow_list(&string_list(&config, "listen", "allow"), "172.17.0.1", origin);
+    assert_allow_list(
+        &string_list(&config, "listen", "allow"),
+        "172.17.0.1",
+        origin,
+    );
     assert_eq!(string_at(&config, "control", "address"), "0.0.0.0:9153");
-    assert_allow_list(&string_list(&config, "control", "allow"), "172.17.0.1", origin);
+    assert_allow_list(
+        &string_list(&config, "control", "allow"),
+        "172.17.0.1",
+        origin,
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -388,7 +420,9 @@ fn dockerfile_instructions(text: &str) -> Vec<(String, String)> {
             continue;
         }
         current.push_str(trimmed);
-        let (keyword, arguments) = current.split_once(char::is_whitespace).unwrap_or((&current, ""));
+        let (keyword, arguments) = current
+            .split_once(char::is_whitespace)
+            .unwrap_or((&current, ""));
         instructions.push((keyword.to_ascii_uppercase(), arguments.trim().to_owned()));
         current.clear();
     }
@@ -438,14 +472,17 @@ fn dockerfile_builds_in_one_stage_and_runs_non_root_in_another() {
     for (_, arguments) in build.iter().filter(|(keyword, _)| keyword == "COPY") {
         let words: Vec<&str> = arguments.split_whitespace().collect();
         for source in &words[..words.len() - 1] {
-            assert!(repo_path(source).exists(), "COPY {source}: not in the repository");
+            assert!(
+                repo_path(source).exists(),
+                "COPY {source}: not in the repository"
+            );
         }
     }
 
     let runtime_has = |keyword: &str, arguments: &str| {
-        runtime
-            .iter()
-            .any(|(k, a)| k == keyword && a.split_whitespace().collect::<Vec<_>>().join(" ") == arguments)
+        runtime.iter().any(|(k, a)| {
+            k == keyword && a.split_whitespace().collect::<Vec<_>>().join(" ") == arguments
+        })
     };
     assert!(runtime_has(
         "COPY",
@@ -491,8 +528,8 @@ fn kubernetes_documents() -> Vec<Value> {
         let relative = format!("packaging/kubernetes/{name}");
         let text = read(&relative);
         for document in serde_yaml_ng::Deserializer::from_str(&text) {
-            let value = Value::deserialize(document)
-                .unwrap_or_else(|error| panic!("{relative}: {error}"));
+            let value =
+                Value::deserialize(document).unwrap_or_else(|error| panic!("{relative}: {error}"));
             assert!(value.is_object(), "{relative}: a document is not a mapping");
             documents.push(value);
         }
@@ -501,7 +538,10 @@ fn kubernetes_documents() -> Vec<Value> {
 }
 
 fn of_kind<'a>(documents: &'a [Value], kind: &str) -> &'a Value {
-    let found: Vec<&Value> = documents.iter().filter(|document| document["kind"] == kind).collect();
+    let found: Vec<&Value> = documents
+        .iter()
+        .filter(|document| document["kind"] == kind)
+        .collect();
     match found.as_slice() {
         [document] => document,
         _ => panic!("{} documents of kind {kind}", found.len()),
@@ -519,7 +559,10 @@ fn strings(value: &Value) -> Vec<&str> {
         .as_array()
         .unwrap_or_else(|| panic!("{value} is not a list"))
         .iter()
-        .map(|item| item.as_str().unwrap_or_else(|| panic!("{item} is not a string")))
+        .map(|item| {
+            item.as_str()
+                .unwrap_or_else(|| panic!("{item} is not a string"))
+        })
         .collect()
 }
 
@@ -527,7 +570,11 @@ fn strings(value: &Value) -> Vec<&str> {
 fn daemonset_serves_the_node_local_address() {
     let documents = kubernetes_documents();
     for document in &documents {
-        assert_eq!(at(document, "/metadata/namespace"), "kube-system", "{document}");
+        assert_eq!(
+            at(document, "/metadata/namespace"),
+            "kube-system",
+            "{document}"
+        );
     }
     let daemonset = of_kind(&documents, "DaemonSet");
     assert_eq!(at(daemonset, "/apiVersion"), "apps/v1");
@@ -537,7 +584,10 @@ fn daemonset_serves_the_node_local_address() {
     );
     assert_eq!(at(daemonset, "/spec/updateStrategy/type"), "RollingUpdate");
     assert_eq!(
-        at(daemonset, "/spec/updateStrategy/rollingUpdate/maxUnavailable"),
+        at(
+            daemonset,
+            "/spec/updateStrategy/rollingUpdate/maxUnavailable"
+        ),
         "10%"
     );
     let annotations = at(daemonset, "/spec/template/metadata/annotations");
@@ -549,7 +599,10 @@ fn daemonset_serves_the_node_local_address() {
     assert_eq!(pod["dnsPolicy"], "Default");
     assert_eq!(pod["priorityClassName"], "system-node-critical");
     // One toleration with no key and no effect tolerates every taint.
-    assert_eq!(pod["tolerations"], serde_json::json!([{ "operator": "Exists" }]));
+    assert_eq!(
+        pod["tolerations"],
+        serde_json::json!([{ "operator": "Exists" }])
+    );
     let account = of_kind(&documents, "ServiceAccount");
     assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
     assert_eq!(pod["automountServiceAccountToken"], false);
@@ -560,15 +613,24 @@ fn daemonset_serves_the_node_local_address() {
     let [init] = init.as_slice() else {
         panic!("{} init containers", init.len());
     };
-    assert_eq!(strings(at(init, "/securityContext/capabilities/add")), ["NET_ADMIN"]);
-    assert_eq!(strings(at(init, "/securityContext/capabilities/drop")), ["ALL"]);
+    assert_eq!(
+        strings(at(init, "/securityContext/capabilities/add")),
+        ["NET_ADMIN"]
+    );
+    assert_eq!(
+        strings(at(init, "/securityContext/capabilities/drop")),
+        ["ALL"]
+    );
     let script = strings(at(init, "/command")).join(" ");
     for step in [
         "ip link add nodelocaldns type dummy 2>/dev/null || true",
         &format!("ip addr replace {NODE_LOCAL}/32 dev nodelocaldns"),
         "ip link set nodelocaldns up",
     ] {
-        assert!(script.contains(step), "init script lacks {step:?}: {script}");
+        assert!(
+            script.contains(step),
+            "init script lacks {step:?}: {script}"
+        );
     }
 
     let containers = at(pod, "/containers").as_array().expect("containers list");
@@ -578,7 +640,10 @@ fn daemonset_serves_the_node_local_address() {
     assert_eq!(container["image"], init["image"], "one image for both");
     let security = at(container, "/securityContext");
     assert_eq!(strings(&security["capabilities"]["drop"]), ["ALL"]);
-    assert_eq!(strings(&security["capabilities"]["add"]), ["NET_BIND_SERVICE"]);
+    assert_eq!(
+        strings(&security["capabilities"]["add"]),
+        ["NET_BIND_SERVICE"]
+    );
     assert_eq!(security["runAsNonRoot"], true);
     assert_eq!(security["readOnlyRootFilesystem"], true);
     assert_eq!(security["runAsUser"], image_uid(), "the image's USER");
@@ -619,7 +684,9 @@ fn daemonset_serves_the_node_local_address() {
 
     // The ConfigMap is mounted where the image's entrypoint reads the config.
     let configmap = of_kind(&documents, "ConfigMap");
-    let mounts = at(container, "/volumeMounts").as_array().expect("volumeMounts");
+    let mounts = at(container, "/volumeMounts")
+        .as_array()
+        .expect("volumeMounts");
     let mount = mounts
         .iter()
         .find(|mount| mount["mountPath"] == "/etc/punctual")
@@ -656,7 +723,10 @@ fn configmap_forwards_cluster_names_over_tcp() {
         assert_allow_list(&string_list(&config, "control", "allow"), client, origin);
     }
     assert!(string_list(&config, "upstream", "servers").is_empty());
-    assert_eq!(string_at(&config, "upstream", "resolv_conf"), "/etc/resolv.conf");
+    assert_eq!(
+        string_at(&config, "upstream", "resolv_conf"),
+        "/etc/resolv.conf"
+    );
     // The probes and Prometheus reach the control endpoint on port 9153.
     assert!(string_at(&config, "control", "address").ends_with(":9153"));
 
@@ -671,7 +741,10 @@ fn configmap_forwards_cluster_names_over_tcp() {
         assert!(!servers.is_empty(), "{zone}: no servers");
         for server in servers {
             let server = server.as_str().expect("server");
-            assert!(server.starts_with("tcp://"), "{zone}: {server} is not tcp://");
+            assert!(
+                server.starts_with("tcp://"),
+                "{zone}: {server} is not tcp://"
+            );
         }
         zones.insert(zone);
     }
@@ -765,8 +838,14 @@ fn debian_metadata_names_the_binary_the_conffile_and_the_unit() {
         .get("unit-scripts")
         .and_then(toml::Value::as_str)
         .expect("systemd-units unit-scripts");
-    assert_eq!(Path::new(unit_dir).join("punctual.service"), Path::new(UNIT));
-    assert_eq!(units.get("enable").and_then(toml::Value::as_bool), Some(true));
+    assert_eq!(
+        Path::new(unit_dir).join("punctual.service"),
+        Path::new(UNIT)
+    );
+    assert_eq!(
+        units.get("enable").and_then(toml::Value::as_bool),
+        Some(true)
+    );
     assert!(repo_path(field("maintainer-scripts")).is_dir());
 }
 
@@ -775,7 +854,10 @@ fn strings_of(value: &toml::Value) -> Vec<&str> {
         .as_array()
         .unwrap_or_else(|| panic!("{value} is not a list"))
         .iter()
-        .map(|item| item.as_str().unwrap_or_else(|| panic!("{item} is not a string")))
+        .map(|item| {
+            item.as_str()
+                .unwrap_or_else(|| panic!("{item} is not a string"))
+        })
         .collect()
 }
 
@@ -837,7 +919,9 @@ fn promql_metrics(expr: &str) -> Result<BTreeSet<String>, String> {
         rest = &rest[end..];
         if word == "by" {
             let open = rest.trim_start();
-            let close = open.find(')').ok_or_else(|| format!("unclosed by in {expr}"))?;
+            let close = open
+                .find(')')
+                .ok_or_else(|| format!("unclosed by in {expr}"))?;
             for label in open[..close].trim_start_matches('(').split(',') {
                 let label = label.trim();
                 if !LABELS.contains(&label) {
@@ -867,8 +951,12 @@ fn promql_metrics(expr: &str) -> Result<BTreeSet<String>, String> {
 #[test]
 fn promql_check_rejects_unknown_names() {
     assert_eq!(
-        promql_metrics("sum by (le) (rate(punctual_answer_duration_seconds_bucket{instance=~\"$instance\"}[5m]))"),
-        Ok(BTreeSet::from(["punctual_answer_duration_seconds".to_owned()]))
+        promql_metrics(
+            "sum by (le) (rate(punctual_answer_duration_seconds_bucket{instance=~\"$instance\"}[5m]))"
+        ),
+        Ok(BTreeSet::from([
+            "punctual_answer_duration_seconds".to_owned()
+        ]))
     );
     for bad in [
         "rate(punctual_cache_hit_total[5m])",
@@ -895,7 +983,9 @@ fn grafana_dashboard_uses_only_agreed_metrics() {
         "no DS_PROMETHEUS input"
     );
     let datasource = serde_json::json!({ "type": "prometheus", "uid": "${DS_PROMETHEUS}" });
-    let variables = dashboard["templating"]["list"].as_array().expect("templating");
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating");
     let instance = variables
         .iter()
         .find(|variable| variable["name"] == "instance")
