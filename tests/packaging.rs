@@ -296,35 +296,19 @@ fn systemd_analyze_accepts_the_unit() {
 // ---------------------------------------------------------------------------
 // punctual.toml files outside conf/
 
-/// Keys the manifests use that the config tree on this branch does not know yet:
-/// `[listen] allow` and the `[control]` section come from other branches. They are
-/// checked by name here and removed before `Config::from_toml` checks the rest.
-/// When those keys land, this list is emptied so that the whole file goes through
-/// `Config::from_toml`.
-const PENDING_KEYS: &[(&str, Option<&str>)] = &[("listen", Some("allow")), ("control", None)];
-
-/// Parses a shipped punctual.toml: as TOML, and through `Config::from_toml` without
-/// the pending keys.
+/// Parses a shipped punctual.toml: as TOML, and through `Config::from_toml` with
+/// its validation, so an unknown key or a bad value fails here.
 fn check_config(text: &str, origin: &str) -> toml::Table {
     let table: toml::Table = text
         .parse()
         .unwrap_or_else(|error| panic!("{origin}: {error}"));
-    let mut known = table.clone();
-    for (section, key) in PENDING_KEYS {
-        match key {
-            Some(key) => {
-                if let Some(toml::Value::Table(section)) = known.get_mut(*section) {
-                    section.remove(*key);
-                }
-            }
-            None => {
-                known.remove(*section);
+    match Config::from_toml(text, Path::new(origin)) {
+        Ok(config) => {
+            if let Err(error) = config.validate() {
+                panic!("{origin}: {error}");
             }
         }
-    }
-    let known = toml::to_string(&known).unwrap_or_else(|error| panic!("{origin}: {error}"));
-    if let Err(error) = Config::from_toml(&known, Path::new(origin)) {
-        panic!("{origin}: {error}\n{known}");
+        Err(error) => panic!("{origin}: {error}"),
     }
     table
 }
