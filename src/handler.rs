@@ -114,6 +114,11 @@ impl Resolver {
     }
 
     /// The local answers, whose hosts table a watcher replaces.
+    /// Every upstream pool, for operators.
+    pub fn routes(&self) -> &Routes {
+        &self.upstream
+    }
+
     pub fn local(&self) -> &LocalAnswers {
         &self.local
     }

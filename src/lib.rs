@@ -18,6 +18,7 @@
 //! - [`wire`]: the few audited helpers that touch raw DNS bytes.
 //! - [`error`]: lookup failures and the RCODE/EDE each maps to.
 //! - [`metrics`]: the counters operators and tests read.
+//! - [`control`]: the operators' HTTP endpoint: metrics, health, stats, flush.
 //! - [`privileges`]: switching to the `[process]` user once the sockets are bound.
 //!
 //! Operator commands, beside the daemon:
@@ -34,6 +35,7 @@ pub mod answer;
 pub mod cache;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod doctor;
 pub mod error;
 pub mod guard;
@@ -61,6 +63,7 @@ use tokio_util::task::TaskTracker;
 use crate::answer::{TtlPolicy, whole_seconds};
 use crate::cache::CacheLimits;
 use crate::config::{Config, ConfigError, UpstreamAddr, UpstreamTransport};
+use crate::control::Control;
 use crate::guard::{Guard, GuardLimits};
 use crate::handler::{Resolver, ResolverLimits};
 use crate::inflight::InflightGauges;
@@ -81,6 +84,11 @@ pub enum ServerError {
     Bind(#[from] BindError),
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    #[error("cannot bind the control endpoint on {address}: {source}")]
+    Control {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A resolver bound to its sockets, not yet serving.
@@ -93,6 +101,8 @@ pub struct Server {
     resolv_conf: Option<Config>,
     /// The hosts files as read at start, then watched.
     hosts_files: HostsFiles,
+    /// The operators' endpoint, unless `[control] address` is off.
+    control: Option<Control>,
 }
 
 impl Server {
@@ -160,6 +170,17 @@ impl Server {
         );
         let guard = Arc::new(Guard::new(GuardLimits::from_config(config), metrics));
         let listeners = Listeners::bind(&config.listen.addresses, limits.udp_recv_buffer)?;
+        let control = match config.control.address {
+            None => None,
+            Some(address) => {
+                let control = Control::bind(address, config.control.allow.as_deref())
+                    .map_err(|source| ServerError::Control { address, source })?;
+                if let Ok(bound) = control.local_addr() {
+                    tracing::info!("control endpoint on http://{bound}");
+                }
+                Some(control)
+            }
+        };
         Ok(Server {
             resolver,
             guard,
@@ -172,7 +193,15 @@ impl Server {
             },
             resolv_conf: config.upstream.servers.is_empty().then(|| config.clone()),
             hosts_files,
+            control,
         })
+    }
+
+    /// Where the control endpoint listens (the real port for `:0`).
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control
+            .as_ref()
+            .and_then(|control| control.local_addr().ok())
     }
 
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
@@ -214,6 +243,10 @@ impl Server {
             tokio::spawn(async move {
                 watch_hosts(files, resolver.local().hosts(), shutdown).await;
             });
+        }
+        if let Some(control) = self.control {
+            let stats = Stats(Arc::clone(&self.resolver));
+            tokio::spawn(control.serve(stats, shutdown.clone()));
         }
         shutdown.cancelled().await;
         tasks.close();
@@ -270,6 +303,21 @@ fn log_final_counters(resolver: &Resolver) {
 pub struct Stats(Arc<Resolver>);
 
 impl Stats {
+    /// Each upstream pool's servers: `[upstream]` first (zone "."), then the
+    /// `[[forward]]` zones.
+    pub fn upstreams(&self) -> Vec<(String, Vec<upstream::ServerReport>)> {
+        self.0
+            .routes()
+            .pools()
+            .map(|(zone, pool)| {
+                (
+                    zone.map_or_else(|| ".".to_owned(), wire::display_name),
+                    pool.report(),
+                )
+            })
+            .collect()
+    }
+
     pub fn metrics(&self) -> &Metrics {
         self.0.metrics()
     }

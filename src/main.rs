@@ -51,6 +51,9 @@ enum Command {
         /// Answer every query within this long, e.g. "2s" or "300ms" (replaces [limits] deadline).
         #[arg(long, value_name = "DURATION")]
         deadline: Option<String>,
+        /// Serve the control endpoint on ADDR:PORT, or "off" (replaces [control] address).
+        #[arg(long, value_name = "ADDR:PORT|off")]
+        control: Option<String>,
         /// Log verbosity when RUST_LOG is not set: error, warn, info, debug or trace.
         #[arg(long, default_value = "info", value_name = "LEVEL")]
         log_level: String,
@@ -71,6 +74,22 @@ enum Command {
     },
     /// Print the man page (roff) on stdout.
     Man,
+    /// Print the running resolver's statistics (JSON) from its control endpoint.
+    Stats(ControlArgs),
+    /// Empty the running resolver's cache: everything, one NAME, or a zone.
+    Flush {
+        /// Flush every entry for this name (all types).
+        #[arg(value_name = "NAME", conflicts_with_all = ["suffix", "all"])]
+        name: Option<String>,
+        /// Flush this zone and every name below it.
+        #[arg(long, value_name = "ZONE", conflicts_with = "all")]
+        suffix: Option<String>,
+        /// Flush everything (the default without NAME or --suffix).
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -127,6 +146,15 @@ struct DoctorArgs {
 }
 
 #[derive(clap::Args)]
+struct ControlArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The control endpoint, ADDR:PORT [default: [control] address of the config].
+    #[arg(long, value_name = "ADDR:PORT")]
+    control: Option<String>,
+}
+
+#[derive(clap::Args)]
 struct ConfigArgs {
     /// Config file (TOML) [default: /etc/punctual/punctual.toml if it exists].
     #[arg(long, value_name = "PATH")]
@@ -170,16 +198,45 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Stats(args) => control_command(&args, "GET", "/stats".to_owned()),
+        Command::Flush {
+            name,
+            suffix,
+            all: _,
+            control,
+        } => {
+            let path = match (name, suffix) {
+                (Some(name), _) => format!("/cache/flush?name={name}"),
+                (None, Some(zone)) => format!("/cache/flush?suffix={zone}"),
+                (None, None) => "/cache/flush?all".to_owned(),
+            };
+            control_command(&control, "POST", path)
+        }
         Command::Run {
             config,
             listen,
             upstream,
             deadline,
+            control,
             log_level,
         } => {
             init_logging(&log_level);
             let loaded = load(&config).and_then(|(config, _)| {
-                let config = apply_flags(config, &listen, &upstream, deadline.as_deref())?;
+                let mut config = apply_flags(config, &listen, &upstream, deadline.as_deref())?;
+                if let Some(text) = control {
+                    config.control.address =
+                        match text.as_str() {
+                            "off" => None,
+                            text => Some(value::parse_socket_addr(text).map_err(|reason| {
+                                ConfigError {
+                                    file: None,
+                                    line: None,
+                                    reason: format!("--control {text}: {reason}"),
+                                }
+                            })?),
+                        };
+                    config.validate()?;
+                }
                 let identity = config.identity()?;
                 Ok((config, identity))
             });
@@ -307,6 +364,48 @@ fn doctor(args: &DoctorArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `punctual stats` / `punctual flush`: one request to the control endpoint;
+/// prints the reply, exit 1 unless it succeeded.
+fn control_command(args: &ControlArgs, method: &str, path: String) -> ExitCode {
+    let address = match &args.control {
+        Some(text) => match value::parse_socket_addr(text) {
+            Ok(address) => address,
+            Err(reason) => return usage_text(&format!("--control {text}: {reason}")),
+        },
+        None => match load(&args.config) {
+            Ok((config, _)) => match config.control.address {
+                Some(address) => client::destination(address),
+                None => {
+                    return usage_text(
+                        "the control endpoint is off in the config ([control] address = \"\"); \
+                         use --control ADDR:PORT",
+                    );
+                }
+            },
+            Err(error) => return usage_failure(&error),
+        },
+    };
+    let timeout = std::time::Duration::from_secs(5);
+    match block_on(punctual::control::request(address, method, &path, timeout)) {
+        Ok(Ok((status, body))) if (200..300).contains(&status) => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok((status, body))) => {
+            eprint!("HTTP {status}: {body}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(error)) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("{error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

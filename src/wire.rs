@@ -305,6 +305,36 @@ pub fn read_opt(bytes: &[u8], record: &RecordSpan) -> Result<OptInfo, WireError>
 
 /// Appends the lower-cased form of a plain wire name, the coalescing and cache key
 /// (RFC 4343: DNS names compare case-insensitively).
+/// A plain wire name as text with the trailing dot ("example.test."; the root
+/// is "."). For logs and reports only: bytes outside printable ASCII are
+/// shown as `\DDD` (RFC 1035 §5.1).
+pub fn display_name(name: &[u8]) -> String {
+    let mut text = String::new();
+    let mut at = 0;
+    while let Some(&len) = name.get(at) {
+        if len == 0 {
+            break;
+        }
+        let label = name.get(at + 1..at + 1 + usize::from(len)).unwrap_or(&[]);
+        for &byte in label {
+            match byte {
+                b'.' | b'\\' => {
+                    text.push('\\');
+                    text.push(char::from(byte));
+                }
+                0x21..=0x7e => text.push(char::from(byte)),
+                _ => text.push_str(&format!("\\{byte:03}")),
+            }
+        }
+        text.push('.');
+        at += 1 + usize::from(len);
+    }
+    if text.is_empty() {
+        text.push('.');
+    }
+    text
+}
+
 pub fn lowercase_into(name: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(name);

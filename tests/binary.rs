@@ -30,6 +30,9 @@ async fn binary_serves_and_exits_cleanly_on_sigterm() {
             SHIPPED_CONFIG,
             "--listen",
             "127.0.0.33:0",
+            // Not the shipped 127.0.0.1:9153: other tests may run a server too.
+            "--control",
+            "off",
         ])
         .args([
             "--upstream",

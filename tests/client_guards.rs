@@ -515,7 +515,7 @@ async fn the_binary_started_as_root_drops_to_the_process_user_after_binding_port
         &format!(
             "[listen]\naddresses = [\"{listen}\"]\n[upstream]\nservers = [\"{}\"]\n\
              [limits]\ndeadline = \"500ms\"\nattempt_timeout = \"200ms\"\n\
-             [process]\nuser = \"nobody\"\n",
+             [process]\nuser = \"nobody\"\n[control]\naddress = \"\"\n",
             upstream.addr()
         ),
     );

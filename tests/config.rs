@@ -134,7 +134,9 @@ fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
     // Keys whose default is "not set" can only be shown in a comment, `# key = ...`:
     // check that the comment is there and that, uncommented, it parses.
     let shipped: toml::Table = text.parse().unwrap_or_else(|error| panic!("{error}"));
-    for section in ["listen", "upstream", "limits", "cache", "process"] {
+    for section in [
+        "listen", "upstream", "limits", "cache", "process", "control",
+    ] {
         let table = shipped
             .get(section)
             .and_then(toml::Value::as_table)
@@ -210,8 +212,9 @@ fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
 /// The keys `[section]` accepts, read from the message for an unknown one
 /// ("unknown field `x`, expected one of `a`, `b`").
 /// Keys that are not set by default (no value in TOML says "unset"), as (section, key).
-const UNSET_BY_DEFAULT: [(&str, &str); 3] = [
+const UNSET_BY_DEFAULT: [(&str, &str); 4] = [
     ("listen", "allow"),
+    ("control", "allow"),
     ("process", "user"),
     ("process", "group"),
 ];

@@ -15,6 +15,8 @@ pub const TEST_DEADLINE: Duration = Duration::from_millis(300);
 pub struct TestServer {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// The control endpoint, when the config turned it on.
+    pub control: Option<SocketAddr>,
     pub stats: Stats,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
@@ -26,6 +28,9 @@ pub fn test_config(upstreams: &[SocketAddr]) -> Config {
     config.listen.addresses = vec!["127.0.0.1:0".parse().expect("valid address")];
     config.upstream.servers = upstreams.iter().copied().map(UpstreamAddr::udp).collect();
     config.limits.deadline = TEST_DEADLINE;
+    // Tests run in parallel: none may take the default port 9153. Tests of the
+    // endpoint turn it on at 127.0.0.1:0.
+    config.control.address = None;
     config.limits.attempt_timeout = Duration::from_millis(100);
     // A fixed retransmission schedule (attempt_timeout, doubling) so tests can
     // count upstream queries exactly; `fastest` (RTO from measured RTT, hedging)
@@ -56,11 +61,13 @@ pub async fn start_with(config: Config) -> TestServer {
     let udp = server.udp_addrs()[0];
     let tcp = server.tcp_addrs()[0];
     let stats = server.stats();
+    let control = server.control_addr();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(server.run(shutdown.clone()));
     TestServer {
         udp,
         tcp,
+        control,
         stats,
         shutdown,
         task: Some(task),
