@@ -22,6 +22,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
 use crate::answer::{Answer, TtlMode};
@@ -32,7 +33,7 @@ use crate::local::LocalAnswers;
 use crate::metrics::Metrics;
 use crate::query::{ClientQuery, Rejected};
 use crate::response;
-use crate::upstream::{Question, Routes, Upstream};
+use crate::upstream::{Question, Routes};
 use crate::wire::Ede;
 
 /// A lookup may outlive its first asker's deadline so that askers who joined it
@@ -75,10 +76,12 @@ const STALE_EDE: Ede = Ede {
 };
 
 pub struct Resolver {
-    local: LocalAnswers,
+    /// Replaced whole by a reload; a query uses the one it loaded.
+    local: ArcSwap<LocalAnswers>,
     cache: Cache,
     inflight: Arc<Inflight>,
-    upstream: Routes,
+    /// Replaced whole by a reload; a lookup keeps the routes it started with.
+    upstream: ArcSwap<Routes>,
     metrics: Arc<Metrics>,
     deadline: Duration,
     stale_answer_after: Duration,
@@ -93,14 +96,14 @@ impl Resolver {
         metrics: Arc<Metrics>,
     ) -> Arc<Resolver> {
         Arc::new(Resolver {
-            local,
+            local: ArcSwap::from_pointee(local),
             cache: Cache::new(limits.cache, Arc::clone(&metrics)),
             inflight: Inflight::new(
                 limits.max_inflight,
                 limits.max_waiters,
                 Arc::clone(&metrics),
             ),
-            upstream,
+            upstream: ArcSwap::from_pointee(upstream),
             metrics,
             deadline: limits.deadline,
             stale_answer_after: limits.stale_answer_after,
@@ -108,19 +111,22 @@ impl Resolver {
         })
     }
 
-    /// The `[upstream]` pool.
-    pub fn upstream(&self) -> &Upstream {
-        self.upstream.default_pool()
+    /// Every upstream pool, as in use now.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.upstream.load_full()
     }
 
-    /// The local answers, whose hosts table a watcher replaces.
-    /// Every upstream pool, for operators.
-    pub fn routes(&self) -> &Routes {
-        &self.upstream
+    /// The local answers in use now.
+    pub fn local(&self) -> Arc<LocalAnswers> {
+        self.local.load_full()
     }
 
-    pub fn local(&self) -> &LocalAnswers {
-        &self.local
+    /// Switches to new upstreams and local answers (a reload). Lookups in
+    /// flight finish with the routes they started with; the cache and the
+    /// in-flight table are kept.
+    pub fn replace(&self, routes: Routes, local: LocalAnswers) {
+        self.upstream.store(Arc::new(routes));
+        self.local.store(Arc::new(local));
     }
 
     /// The cache, for operators' flush commands.
@@ -165,7 +171,11 @@ impl Resolver {
             Err(Rejected::Reply(reply)) => return self.reply(reply),
         };
         tracing::trace!(id = query.id, qtype = query.key.qtype, "query");
-        if let Some(reply) = self.local.answer(&query, size_limit(&query, transport)) {
+        if let Some(reply) = self
+            .local
+            .load()
+            .answer(&query, size_limit(&query, transport))
+        {
             self.metrics.local_answers.inc();
             return self.reply(reply);
         }
@@ -255,8 +265,9 @@ impl Resolver {
         question: Arc<Question>,
         deadline: Instant,
     ) {
+        let routes = self.upstream.load_full();
         let outcome: Outcome = tokio::select! {
-            result = self.upstream.for_name(&lookup.key().name).exchange(question, deadline) => {
+            result = routes.for_name(&lookup.key().name).exchange(question, deadline) => {
                 result.map(Arc::new)
             }
             () = lookup.cancelled() => return,

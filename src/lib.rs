@@ -56,6 +56,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -68,8 +69,8 @@ use crate::guard::{Guard, GuardLimits};
 use crate::handler::{Resolver, ResolverLimits};
 use crate::inflight::InflightGauges;
 use crate::listen::{BindError, Listeners, TcpLimits};
-use crate::local::LocalAnswers;
 use crate::local::watch::{HostsFiles, watch_hosts};
+use crate::local::{Hosts, LocalAnswers};
 use crate::metrics::Metrics;
 use crate::upstream::{Routes, TlsSetupError, Upstream, UpstreamOptions, tls_client_config};
 
@@ -97,10 +98,12 @@ pub struct Server {
     guard: Arc<Guard>,
     listeners: Listeners,
     tcp_limits: TcpLimits,
-    /// Set when the upstreams come from a resolv.conf, which is then watched.
-    resolv_conf: Option<Config>,
+    /// The config in use; a reload replaces it. The watchers read their
+    /// files' names from it.
+    config: Arc<ArcSwap<Config>>,
     /// The hosts files as read at start, then watched.
     hosts_files: HostsFiles,
+    hosts: Arc<Hosts>,
     /// The operators' endpoint, unless `[control] address` is off.
     control: Option<Control>,
 }
@@ -111,42 +114,13 @@ impl Server {
     pub fn bind(config: &Config) -> Result<Server, ServerError> {
         config.validate()?;
         let upstreams = config.upstreams()?;
-        tracing::info!(upstreams = %list(&upstreams), "upstream servers");
         let limits = &config.limits;
         let cache = &config.cache;
         let metrics = Arc::new(Metrics::default());
-        let options = UpstreamOptions {
-            strategy: config.upstream.strategy,
-            attempt_timeout: limits.attempt_timeout,
-            max_rto: limits.deadline,
-            trust_ad: config.upstream.trust_ad,
-            idle_timeout: config.upstream.idle_timeout,
-        };
-        let any_tls = upstreams
-            .iter()
-            .chain(config.forward.iter().flat_map(|forward| &forward.servers))
-            .any(|server| matches!(server.transport, UpstreamTransport::Tls { .. }));
-        let tls = tls_client_config(config.upstream.ca_file.as_deref(), any_tls)?;
-        let zones = config
-            .forward
-            .iter()
-            .map(|forward| {
-                tracing::info!(zone = %forward.zone, servers = %list(&forward.servers), "forward zone");
-                let pool = Upstream::new(
-                    forward.servers.clone(),
-                    options,
-                    Arc::clone(&tls),
-                    Arc::clone(&metrics),
-                );
-                (forward.zone_wire(), pool)
-            })
-            .collect();
-        let routes = Routes::new(
-            Upstream::new(upstreams, options, tls, Arc::clone(&metrics)),
-            zones,
-        );
+        let routes = build_routes(config, upstreams, &metrics)?;
         let hosts_files = HostsFiles::load(&config.local.hosts_files);
-        let local = LocalAnswers::new(config, hosts_files.table());
+        let hosts = Arc::new(Hosts::new(hosts_files.table()));
+        let local = LocalAnswers::new(config, Arc::clone(&hosts));
         let resolver = Resolver::new(
             routes,
             local,
@@ -191,8 +165,9 @@ impl Server {
                 read_timeout: limits.tcp_read_timeout,
                 max_message: limits.max_tcp_query,
             },
-            resolv_conf: config.upstream.servers.is_empty().then(|| config.clone()),
+            config: Arc::new(ArcSwap::from_pointee(config.clone())),
             hosts_files,
+            hosts,
             control,
         })
     }
@@ -212,6 +187,15 @@ impl Server {
         self.listeners.tcp_addrs()
     }
 
+    /// A handle for reloading the config while the server runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            resolver: Arc::clone(&self.resolver),
+            config: Arc::clone(&self.config),
+            hosts: Arc::clone(&self.hosts),
+        }
+    }
+
     /// A handle for reading counters while the server runs.
     pub fn stats(&self) -> Stats {
         Stats(Arc::clone(&self.resolver))
@@ -229,21 +213,18 @@ impl Server {
             &tasks,
             &shutdown,
         );
-        if let Some(config) = self.resolv_conf {
-            let resolver = Arc::clone(&self.resolver);
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                upstream::watch_resolv_conf(config, resolver.upstream(), shutdown).await;
-            });
-        }
-        if !self.hosts_files.is_empty() {
-            let resolver = Arc::clone(&self.resolver);
-            let shutdown = shutdown.clone();
-            let files = self.hosts_files;
-            tokio::spawn(async move {
-                watch_hosts(files, resolver.local().hosts(), shutdown).await;
-            });
-        }
+        let (resolver, config) = (Arc::clone(&self.resolver), Arc::clone(&self.config));
+        tokio::spawn(upstream::watch_resolv_conf(
+            move || (config.load_full(), resolver.routes()),
+            shutdown.clone(),
+        ));
+        let config = Arc::clone(&self.config);
+        tokio::spawn(watch_hosts(
+            self.hosts_files,
+            self.hosts,
+            move || config.load().local.hosts_files.clone(),
+            shutdown.clone(),
+        ));
         if let Some(control) = self.control {
             let stats = Stats(Arc::clone(&self.resolver));
             tokio::spawn(control.serve(stats, shutdown.clone()));
@@ -260,6 +241,82 @@ impl Server {
             );
         }
         log_final_counters(&self.resolver);
+    }
+}
+
+/// The upstream pools of `config`: `[upstream]` with `upstreams`, then one per
+/// `[[forward]]` zone.
+fn build_routes(
+    config: &Config,
+    upstreams: Vec<UpstreamAddr>,
+    metrics: &Arc<Metrics>,
+) -> Result<Routes, ServerError> {
+    tracing::info!(upstreams = %list(&upstreams), "upstream servers");
+    let options = UpstreamOptions {
+        strategy: config.upstream.strategy,
+        attempt_timeout: config.limits.attempt_timeout,
+        max_rto: config.limits.deadline,
+        trust_ad: config.upstream.trust_ad,
+        idle_timeout: config.upstream.idle_timeout,
+    };
+    let any_tls = upstreams
+        .iter()
+        .chain(config.forward.iter().flat_map(|forward| &forward.servers))
+        .any(|server| matches!(server.transport, UpstreamTransport::Tls { .. }));
+    let tls = tls_client_config(config.upstream.ca_file.as_deref(), any_tls)?;
+    let zones = config
+        .forward
+        .iter()
+        .map(|forward| {
+            tracing::info!(zone = %forward.zone, servers = %list(&forward.servers), "forward zone");
+            let pool = Upstream::new(
+                forward.servers.clone(),
+                options,
+                Arc::clone(&tls),
+                Arc::clone(metrics),
+            );
+            (forward.zone_wire(), pool)
+        })
+        .collect();
+    Ok(Routes::new(
+        Upstream::new(upstreams, options, tls, Arc::clone(metrics)),
+        zones,
+    ))
+}
+
+/// Reloads a running server's config (SIGHUP): upstreams and `[[forward]]`
+/// zones, `[local]` records and hosts files, the resolv.conf to follow. The
+/// cache, the lookups in flight and the sockets stay; servers that stay keep
+/// their RTT and health. A config that fails validation changes nothing.
+#[derive(Clone)]
+pub struct Reloader {
+    resolver: Arc<Resolver>,
+    config: Arc<ArcSwap<Config>>,
+    hosts: Arc<Hosts>,
+}
+
+impl Reloader {
+    pub fn reload(&self, config: Config) -> Result<(), ServerError> {
+        config.validate()?;
+        let upstreams = config.upstreams()?;
+        let routes = build_routes(&config, upstreams, self.resolver.metrics())?;
+        routes.inherit(&self.resolver.routes());
+        let hosts = HostsFiles::load(&config.local.hosts_files).table();
+        self.hosts.replace(hosts);
+        let local = LocalAnswers::new(&config, Arc::clone(&self.hosts));
+        let previous = self.config.load_full();
+        let needs_restart = previous.needs_restart(&config);
+        self.resolver.replace(routes, local);
+        self.config.store(Arc::new(config));
+        if needs_restart.is_empty() {
+            tracing::info!("config reloaded");
+        } else {
+            tracing::warn!(
+                sections = %needs_restart.join(", "),
+                "config reloaded; changes to these take effect at the next start"
+            );
+        }
+        Ok(())
     }
 }
 

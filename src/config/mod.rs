@@ -472,6 +472,29 @@ impl Config {
             .unwrap_or_else(|| nine_tenths(self.limits.deadline))
     }
 
+    /// The sections that differ from `next` and that a reload does not apply
+    /// (sockets, limits, the cache's shape, the process, the control endpoint):
+    /// they need a restart.
+    pub fn needs_restart(&self, next: &Config) -> Vec<&'static str> {
+        let mut sections = Vec::new();
+        if self.listen != next.listen {
+            sections.push("[listen]");
+        }
+        if self.limits != next.limits {
+            sections.push("[limits]");
+        }
+        if self.cache != next.cache {
+            sections.push("[cache]");
+        }
+        if self.process != next.process {
+            sections.push("[process]");
+        }
+        if self.control != next.control {
+            sections.push("[control]");
+        }
+        sections
+    }
+
     /// The upstream servers to use: `upstream.servers` if non-empty, else the
     /// nameservers of `upstream.resolv_conf` (port 53), skipping with a warning any that
     /// is one of our own listen addresses. Errors when no upstream is left or the file

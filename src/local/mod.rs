@@ -79,6 +79,10 @@ impl RecordTable {
 pub struct Hosts(RwLock<Arc<RecordTable>>);
 
 impl Hosts {
+    pub fn new(table: RecordTable) -> Hosts {
+        Hosts(RwLock::new(Arc::new(table)))
+    }
+
     pub fn current(&self) -> Arc<RecordTable> {
         Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
     }
@@ -117,14 +121,15 @@ impl LocalAnswer {
 
 pub struct LocalAnswers {
     records: RecordTable,
-    hosts: Hosts,
+    /// Shared with the hosts watcher, and kept across reloads.
+    hosts: Arc<Hosts>,
     special: SpecialZones,
 }
 
 impl LocalAnswers {
     /// The static records and special zones of `config` (validated), and the
-    /// hosts table read at start.
-    pub fn new(config: &Config, hosts: RecordTable) -> LocalAnswers {
+    /// hosts table the watcher keeps current.
+    pub fn new(config: &Config, hosts: Arc<Hosts>) -> LocalAnswers {
         let records = records::table(&config.local.records);
         let forwarded = config
             .forward
@@ -133,19 +138,19 @@ impl LocalAnswers {
             .collect();
         tracing::info!(
             static_names = records.names(),
-            hosts_names = hosts.names(),
+            hosts_names = hosts.current().names(),
             forward_single_label = config.local.forward_single_label,
             "local answers"
         );
         LocalAnswers {
             records,
-            hosts: Hosts(RwLock::new(Arc::new(hosts))),
+            hosts,
             special: SpecialZones::new(forwarded, config.local.forward_single_label),
         }
     }
 
     /// The hosts table, for the watcher that replaces it.
-    pub fn hosts(&self) -> &Hosts {
+    pub fn hosts(&self) -> &Arc<Hosts> {
         &self.hosts
     }
 

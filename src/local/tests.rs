@@ -43,7 +43,10 @@ fn answers() -> LocalAnswers {
         "192.0.2.8 printer\n192.0.2.9 nas.home.arpa\n10.0.0.1 gw.corp\n",
         Path::new("hosts"),
     );
-    LocalAnswers::new(&config, hosts::table([hosts.as_slice()]))
+    LocalAnswers::new(
+        &config,
+        Arc::new(Hosts::new(hosts::table([hosts.as_slice()]))),
+    )
 }
 
 fn data(answer: &LocalAnswer) -> Vec<String> {

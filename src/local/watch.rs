@@ -10,6 +10,7 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -118,8 +119,8 @@ impl HostsFiles {
         files
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    fn follows(&self, paths: &[PathBuf]) -> bool {
+        self.0.iter().map(|file| &file.path).eq(paths.iter())
     }
 
     /// The table of every file's entries, earlier files first.
@@ -137,16 +138,31 @@ impl HostsFiles {
     }
 }
 
-/// Follows `files` until `shutdown`, replacing the table in `hosts` after a change.
-pub async fn watch_hosts(mut files: HostsFiles, hosts: &Hosts, shutdown: CancellationToken) {
+/// Follows the hosts files until `shutdown`, replacing the table in `hosts`
+/// after a change. `wanted` names the files to follow at each poll: a reload
+/// that changes the list is followed at the next one (the reload itself has
+/// already put the new files' table in place).
+pub async fn watch_hosts(
+    mut files: HostsFiles,
+    hosts: Arc<Hosts>,
+    wanted: impl Fn() -> Vec<PathBuf>,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(POLL) => {}
         }
+        let paths = wanted();
         let reread = tokio::task::spawn_blocking(move || {
-            let table = files.refresh().then(|| files.table());
-            (files, table)
+            if files.follows(&paths) {
+                let table = files.refresh().then(|| files.table());
+                (files, table)
+            } else {
+                let files = HostsFiles::load(&paths);
+                let table = files.table();
+                (files, Some(table))
+            }
         });
         let table;
         (files, table) = match reread.await {

@@ -205,6 +205,25 @@ impl Upstream {
         true
     }
 
+    /// Takes over from `previous` the servers both have (same address and
+    /// transport), so a reload keeps what was learned about them. Servers
+    /// whose options changed with the reload (strategy aside, options are
+    /// per pool) keep their old connection settings until the next start.
+    pub fn inherit(&self, previous: &Upstream) {
+        let known = previous.current();
+        let merged: Arc<[Arc<Server>]> = self
+            .current()
+            .iter()
+            .map(|server| {
+                known
+                    .iter()
+                    .find(|old| old.spec == server.spec)
+                    .map_or_else(|| Arc::clone(server), Arc::clone)
+            })
+            .collect();
+        *self.servers.write().unwrap_or_else(|p| p.into_inner()) = merged;
+    }
+
     /// What each server in use has done, for operators.
     pub fn report(&self) -> Vec<ServerReport> {
         let now = Instant::now();

@@ -42,6 +42,17 @@ impl Routes {
         )
     }
 
+    /// Carries over, pool by pool (same zone), the state of servers that
+    /// `previous` also had: RTT, health, counters, open connections.
+    pub fn inherit(&self, previous: &Routes) {
+        self.default.inherit(&previous.default);
+        for (zone, pool) in &self.zones {
+            if let Some((_, old)) = previous.zones.iter().find(|(old, _)| old == zone) {
+                pool.inherit(old);
+            }
+        }
+    }
+
     /// The `[upstream]` pool (the one a watched resolv.conf updates).
     pub fn default_pool(&self) -> &Upstream {
         &self.default
