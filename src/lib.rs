@@ -18,10 +18,14 @@
 //! - [`wire`]: the few audited helpers that touch raw DNS bytes.
 //! - [`error`]: lookup failures and the RCODE/EDE each maps to.
 //! - [`metrics`]: the counters operators and tests read.
+//! - [`query_log`]: the optional JSON line per query, written off the query path.
 //! - [`privileges`]: switching to the `[process]` user once the sockets are bound.
+//! - [`systemd`]: readiness, reload and stop notifications, the watchdog and
+//!   socket activation, each only when systemd's variables are set.
 //!
-//! [`Server::bind`], [`privileges::drop_to`], then [`Server::run`] is the whole
-//! daemon; `main.rs` only adds the command line, logging and signals.
+//! [`systemd::activation::take`], [`Server::bind_with`], [`privileges::drop_to`],
+//! then [`Server::run`] is the whole daemon; `main.rs` only adds the command
+//! line, logging and signals.
 
 #![forbid(unsafe_code)]
 
@@ -37,8 +41,10 @@ pub mod local;
 pub mod metrics;
 pub mod privileges;
 pub mod query;
+pub mod query_log;
 pub mod resolv_conf;
 pub mod response;
+pub mod systemd;
 pub mod upstream;
 pub mod wire;
 
@@ -61,6 +67,8 @@ use crate::listen::{BindError, Listeners, TcpLimits};
 use crate::local::LocalAnswers;
 use crate::local::watch::{HostsFiles, watch_hosts};
 use crate::metrics::Metrics;
+use crate::query_log::{QueryLog, QueryLogError, QueryLogWriter};
+use crate::systemd::activation::Inherited;
 use crate::upstream::{Routes, TlsSetupError, Upstream, UpstreamOptions, tls_client_config};
 
 /// After the deadline, how long shutdown waits for the last responses to be sent.
@@ -74,6 +82,10 @@ pub enum ServerError {
     Bind(#[from] BindError),
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    #[error(transparent)]
+    QueryLog(#[from] QueryLogError),
+    #[error("cannot serve on the sockets systemd passed: {0}")]
+    Inherited(#[source] std::io::Error),
 }
 
 /// A resolver bound to its sockets, not yet serving.
@@ -86,12 +98,21 @@ pub struct Server {
     resolv_conf: Option<Config>,
     /// The hosts files as read at start, then watched.
     hosts_files: HostsFiles,
+    query_log: Option<(QueryLog, QueryLogWriter)>,
 }
 
 impl Server {
     /// Validates `config`, resolves the upstream list and binds every listen
     /// address (UDP and TCP). Must be called inside a tokio runtime.
     pub fn bind(config: &Config) -> Result<Server, ServerError> {
+        Server::bind_with(config, Inherited::default())
+    }
+
+    /// [`Server::bind`], but when systemd passed sockets (`inherited`, from
+    /// [`systemd::activation::take`]) serves on exactly those and binds none of
+    /// `[listen] addresses`. Also opens the query log and connects the systemd
+    /// notify socket: everything that may need the privileges dropped later.
+    pub fn bind_with(config: &Config, inherited: Inherited) -> Result<Server, ServerError> {
         config.validate()?;
         let upstreams = config.upstreams()?;
         tracing::info!(upstreams = %list(&upstreams), "upstream servers");
@@ -151,8 +172,15 @@ impl Server {
             },
             Arc::clone(&metrics),
         );
+        let query_log = QueryLog::open(&config.query_log, Arc::clone(&metrics))?;
         let guard = Arc::new(Guard::new(GuardLimits::from_config(config), metrics));
-        let listeners = Listeners::bind(&config.listen.addresses, limits.udp_recv_buffer)?;
+        let listeners = if inherited.is_empty() {
+            Listeners::bind(&config.listen.addresses, limits.udp_recv_buffer)?
+        } else {
+            tracing::info!("socket activation: serving on the sockets systemd passed; [listen] addresses not bound");
+            Listeners::inherit(inherited).map_err(ServerError::Inherited)?
+        };
+        systemd::notify::connect();
         Ok(Server {
             resolver,
             guard,
@@ -165,6 +193,7 @@ impl Server {
             },
             resolv_conf: config.upstream.servers.is_empty().then(|| config.clone()),
             hosts_files,
+            query_log,
         })
     }
 
@@ -183,16 +212,27 @@ impl Server {
 
     /// Serves until `shutdown` is cancelled, then stops accepting, lets every
     /// query in flight be answered (they all end by their deadline) and returns.
+    /// Under systemd, says READY=1 once serving and STOPPING=1 when shutdown
+    /// starts, and pings the watchdog meanwhile (see [`systemd`]).
     pub async fn run(self, shutdown: CancellationToken) {
         let tasks = TaskTracker::new();
         let deadline = self.resolver.deadline();
+        let serving = serving_status(&self.listeners);
+        let (query_log, query_log_writer) = self.query_log.unzip();
         self.listeners.spawn(
             &self.resolver,
             &self.guard,
+            query_log.as_ref(),
             self.tcp_limits,
             &tasks,
             &shutdown,
         );
+        drop(query_log);
+        systemd::ready(&serving);
+        let watchdog = systemd::watchdog::ping_interval_from_env().map(|every| {
+            tracing::info!(?every, "pinging the systemd watchdog");
+            tokio::spawn(systemd::watchdog::run(every, Arc::clone(&self.resolver)))
+        });
         if let Some(config) = self.resolv_conf {
             let resolver = Arc::clone(&self.resolver);
             let shutdown = shutdown.clone();
@@ -209,6 +249,7 @@ impl Server {
             });
         }
         shutdown.cancelled().await;
+        systemd::stopping();
         tasks.close();
         if tokio::time::timeout(deadline + SHUTDOWN_GRACE, tasks.wait())
             .await
@@ -219,8 +260,21 @@ impl Server {
                 "shutdown grace period over; exiting"
             );
         }
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
+        if let Some(writer) = query_log_writer {
+            writer.close().await;
+        }
         log_final_counters(&self.resolver);
     }
+}
+
+/// "serving on udp://…, tcp://…", the status systemd shows.
+fn serving_status(listeners: &Listeners) -> String {
+    let udp = listeners.udp_addrs().into_iter().map(|addr| format!("udp://{addr}"));
+    let tcp = listeners.tcp_addrs().into_iter().map(|addr| format!("tcp://{addr}"));
+    format!("serving on {}", udp.chain(tcp).collect::<Vec<_>>().join(", "))
 }
 
 /// One line with the counters that say how the run went, until the metrics

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use punctual::Server;
 use punctual::config::{Config, ConfigError, parse_upstream_addr, value};
 use punctual::privileges::{self, Identity};
+use punctual::systemd::activation;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -187,14 +188,17 @@ fn init_logging(level: &str) {
         .init();
 }
 
-/// Binds, drops privileges (to `identity`, if any), then serves until a signal.
+/// Binds (or takes the sockets systemd passed), drops privileges (to
+/// `identity`, if any), then serves until a signal.
 fn run(config: Config, identity: Option<Identity>) -> anyhow::Result<()> {
+    // Before the runtime starts its threads: this unsets LISTEN_PID and LISTEN_FDS.
+    let inherited = activation::take().context("socket activation")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = Server::bind(&config)?;
+        let server = Server::bind_with(&config, inherited)?;
         privileges::drop_to(identity.as_ref()).context("cannot drop root privileges")?;
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));

@@ -12,6 +12,7 @@ mod guards;
 mod local;
 mod location;
 mod process;
+mod query_log;
 mod server;
 pub mod value;
 
@@ -35,6 +36,7 @@ use value::DNS_PORT;
 
 pub use guards::{MAX_UDP_QUERY_LIMIT, RateLimitAction};
 pub use process::ProcessConfig;
+pub use query_log::QueryLogConfig;
 
 /// A deadline longer than this is a typo (a unit missing or wrong), not a wish: a stub
 /// resolver's clients give up after a few seconds anyway.
@@ -68,6 +70,8 @@ pub struct Config {
     pub forward: Vec<ForwardConfig>,
     /// `[local]`: hosts files, single-label names, static records.
     pub local: LocalConfig,
+    /// `[query_log]`: one JSON line per query, off by default.
+    pub query_log: QueryLogConfig,
     #[serde(skip)]
     origin: Origin,
 }
@@ -455,6 +459,7 @@ impl Config {
         self.validate_allow()?;
         self.validate_guard_limits()?;
         self.validate_process()?;
+        self.validate_query_log()?;
         self.validate_local()
     }
 
