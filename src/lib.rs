@@ -177,7 +177,9 @@ impl Server {
         let listeners = if inherited.is_empty() {
             Listeners::bind(&config.listen.addresses, limits.udp_recv_buffer)?
         } else {
-            tracing::info!("socket activation: serving on the sockets systemd passed; [listen] addresses not bound");
+            tracing::info!(
+                "socket activation: serving on the sockets systemd passed; [listen] addresses not bound"
+            );
             Listeners::inherit(inherited).map_err(ServerError::Inherited)?
         };
         systemd::notify::connect();
@@ -272,9 +274,18 @@ impl Server {
 
 /// "serving on udp://…, tcp://…", the status systemd shows.
 fn serving_status(listeners: &Listeners) -> String {
-    let udp = listeners.udp_addrs().into_iter().map(|addr| format!("udp://{addr}"));
-    let tcp = listeners.tcp_addrs().into_iter().map(|addr| format!("tcp://{addr}"));
-    format!("serving on {}", udp.chain(tcp).collect::<Vec<_>>().join(", "))
+    let udp = listeners
+        .udp_addrs()
+        .into_iter()
+        .map(|addr| format!("udp://{addr}"));
+    let tcp = listeners
+        .tcp_addrs()
+        .into_iter()
+        .map(|addr| format!("tcp://{addr}"));
+    format!(
+        "serving on {}",
+        udp.chain(tcp).collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// One line with the counters that say how the run went, until the metrics

@@ -294,12 +294,119 @@ fn type_text(code: u16) -> String {
 /// An RCODE's mnemonic (RFC 1035 §4.1.1, RFC 2136, RFC 6891), or `RCODEnnn`.
 fn rcode_text(rcode: u16) -> String {
     const NAMES: [&str; 11] = [
-        "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN",
-        "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE",
+        "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
+        "NXRRSET", "NOTAUTH", "NOTZONE",
     ];
     match (rcode, NAMES.get(usize::from(rcode))) {
         (_, Some(name)) => (*name).to_owned(),
         (16, None) => "BADVERS".to_owned(),
         (other, None) => format!("RCODE{other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// An `out` whose bytes the test can read.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf-8")
+        }
+    }
+
+    /// An A query for example.test.
+    const QUERY: &[u8] = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\
+        \x07example\x04test\x00\x00\x01\x00\x01";
+
+    fn answered(source: Source) -> Answered {
+        let client = "127.0.0.1:5300".parse().expect("addr");
+        let mut reply = QUERY.to_vec();
+        reply[2] |= 0x80; // QR
+        reply[3] = 0x83; // RA, NXDOMAIN
+        Asked::new(QUERY, client, Transport::Udp).answered(Some(&reply), source)
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        let metrics = Arc::new(Metrics::default());
+        // A writer that takes nothing: the queue holds 4 lines, then is full.
+        let (sender, receiver) = sync_channel(4);
+        let log = QueryLog {
+            sender,
+            metrics: Arc::clone(&metrics),
+        };
+        for _ in 0..10 {
+            log.submit(answered(Source::Cache), Duration::from_micros(50));
+        }
+        assert_eq!(metrics.query_log_dropped.get(), 6);
+        assert_eq!(receiver.try_iter().count(), 4);
+        // A writer that is gone: lines are dropped and counted too.
+        drop(receiver);
+        log.submit(answered(Source::Cache), Duration::ZERO);
+        assert_eq!(metrics.query_log_dropped.get(), 7);
+    }
+
+    #[tokio::test]
+    async fn one_json_line_per_query_with_every_field() {
+        let metrics = Arc::new(Metrics::default());
+        let out = Shared::default();
+        let (log, writer) = QueryLog::start(out.clone(), 16, metrics).expect("start");
+        log.submit(answered(Source::Upstream), Duration::from_micros(1_500));
+        let client = "[::1]:53000".parse().expect("addr");
+        let dropped =
+            Asked::new(b"\x00\x01", client, Transport::Tcp).answered(None, Source::Dropped);
+        log.submit(dropped, Duration::ZERO);
+        writer.close().await;
+        let written = out.text();
+        let lines: Vec<serde_json::Value> = written
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("JSON"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{written}");
+        let first = &lines[0];
+        assert_eq!(first["client"], "127.0.0.1:5300");
+        assert_eq!(first["transport"], "udp");
+        assert_eq!(first["name"], "example.test.");
+        assert_eq!(first["type"], "A");
+        assert_eq!(first["rcode"], "NXDOMAIN");
+        assert_eq!(first["ede"], serde_json::Value::Null);
+        assert_eq!(first["source"], "upstream");
+        assert_eq!(first["latency_ms"], 1.5);
+        let time = first["time"].as_str().expect("time");
+        humantime::parse_rfc3339(time).expect("RFC 3339");
+        assert!(time.ends_with('Z') && time.len() == "2026-01-01T00:00:00.000Z".len());
+        let second = &lines[1];
+        assert_eq!(second["client"], "[::1]:53000");
+        assert_eq!(second["transport"], "tcp");
+        assert_eq!(second["name"], serde_json::Value::Null);
+        assert_eq!(second["rcode"], serde_json::Value::Null);
+        assert_eq!(second["source"], "dropped");
+    }
+
+    #[test]
+    fn types_and_rcodes_have_their_mnemonics() {
+        assert_eq!(type_text(28), "AAAA");
+        assert_eq!(type_text(65_000), "TYPE65000");
+        assert_eq!(rcode_text(2), "SERVFAIL");
+        assert_eq!(rcode_text(16), "BADVERS");
+        assert_eq!(rcode_text(23), "RCODE23");
+        assert_eq!(name_text(b"\x01a\x03b.c\x00"), "a.b\\.c.");
     }
 }

@@ -123,7 +123,10 @@ pub fn reloading() {
 
 /// `STOPPING=1`: shutdown has started; queries in flight are being answered.
 pub fn stopping() {
-    notify(&["STOPPING=1", "STATUS=stopping: answering the queries in flight"]);
+    notify(&[
+        "STOPPING=1",
+        "STATUS=stopping: answering the queries in flight",
+    ]);
 }
 
 /// `WATCHDOG=1`: the service is alive (see [`super::watchdog`]).
@@ -209,6 +212,9 @@ mod tests {
             .expect("MONOTONIC_USEC=<number>");
         let now = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("clock");
         let now_usec = u64::try_from(now.tv_sec()).expect("positive") * 1_000_000;
-        assert!(usec > 0 && usec <= now_usec + 1_000_000, "{usec} vs {now_usec}");
+        assert!(
+            usec > 0 && usec <= now_usec + 1_000_000,
+            "{usec} vs {now_usec}"
+        );
     }
 }
