@@ -90,6 +90,18 @@ fn wait_for(manager: &UnixDatagram, wanted: &str, limit: Duration) -> Vec<String
     panic!("no {wanted} within {limit:?}; got {seen:?}");
 }
 
+/// Every notification waiting in the socket's queue.
+fn drain(manager: &UnixDatagram) -> Vec<String> {
+    manager.set_nonblocking(true).expect("nonblocking");
+    let mut buffer = [0u8; 4096];
+    let mut messages = Vec::new();
+    while let Ok(len) = manager.recv(&mut buffer) {
+        messages.push(String::from_utf8_lossy(&buffer[..len]).into_owned());
+    }
+    manager.set_nonblocking(false).expect("blocking");
+    messages
+}
+
 fn terminate_and_wait(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     assert!(
@@ -193,6 +205,11 @@ async fn pings_the_watchdog_at_half_its_interval() {
     // WATCHDOG_PID naming another process: no pings.
     let exit = terminate_and_wait(&mut child);
     assert!(exit.success(), "exit status {exit}");
+    let first_run = drain(&manager);
+    assert!(
+        first_run.iter().any(|m| m.starts_with("STOPPING=1")),
+        "{first_run:?}"
+    );
     let mut other = punctual("127.0.0.222:0", upstream.addr(), &scratch.config())
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "200000")
@@ -201,12 +218,7 @@ async fn pings_the_watchdog_at_half_its_interval() {
         .expect("spawn punctual");
     let seen = wait_for(&manager, "READY=1", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
-    manager.set_nonblocking(true).expect("nonblocking");
-    let mut buffer = [0u8; 512];
-    let mut later = Vec::new();
-    while let Ok(len) = manager.recv(&mut buffer) {
-        later.push(String::from_utf8_lossy(&buffer[..len]).into_owned());
-    }
+    let later = drain(&manager);
     assert!(
         !later.iter().chain(&seen).any(|m| m == "WATCHDOG=1"),
         "{seen:?} {later:?}"
