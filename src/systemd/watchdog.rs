@@ -67,14 +67,12 @@ pub fn self_test(resolver: &Resolver) -> bool {
 pub async fn run(every: Duration, resolver: Arc<Resolver>) {
     let mut ticks = interval(every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut expected = Instant::now();
     loop {
-        let tick = ticks.tick().await;
-        let late = tick.saturating_duration_since(expected);
+        let scheduled = ticks.tick().await;
+        let late = Instant::now().saturating_duration_since(scheduled);
         if late > every / 2 {
             tracing::warn!(?late, "watchdog tick late: the runtime was starved");
         }
-        expected = tick + every;
         if self_test(&resolver) {
             super::notify::watchdog();
         } else {
