@@ -52,10 +52,51 @@ pub enum Transport {
 
 /// What to do with one received message.
 pub enum Handled {
-    Reply(Vec<u8>),
+    Reply(Vec<u8>, Source),
     /// Wait for a lookup; [`PendingQuery::response`] yields the bytes by the deadline.
     Wait(PendingQuery),
     Drop,
+}
+
+/// Where a response came from, for the query log. The set is small on purpose;
+/// the RCODE and Extended DNS Error of the response tell the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Local data: static records, hosts files, special names, ANY.
+    Local,
+    /// A fresh cache entry (positive or negative).
+    Cache,
+    /// An expired cache entry, served stale (RFC 8767, EDE 3).
+    Stale,
+    /// A remembered failure, answered SERVFAIL at once.
+    FailureCache,
+    /// The upstream's answer (any RCODE), for a query that waited for it.
+    Upstream,
+    /// A failure of ours: no answer in time, network error, overloaded.
+    Failed,
+    /// A message answered without resolving it: FORMERR, NOTIMP, BADVERS.
+    Invalid,
+    /// Refused by the guard: not in `[listen] allow`, or over its rate.
+    Refused,
+    /// No response sent: dropped by the guard or as malformed.
+    Dropped,
+}
+
+impl Source {
+    /// The name the query log writes.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Source::Local => "local",
+            Source::Cache => "cache",
+            Source::Stale => "stale",
+            Source::FailureCache => "failure-cache",
+            Source::Upstream => "upstream",
+            Source::Failed => "failed",
+            Source::Invalid => "invalid",
+            Source::Refused => "refused",
+            Source::Dropped => "dropped",
+        }
+    }
 }
 
 pub struct ResolverLimits {
@@ -168,7 +209,7 @@ impl Resolver {
                 self.metrics.queries_dropped.inc();
                 return Handled::Drop;
             }
-            Err(Rejected::Reply(reply)) => return self.reply(reply),
+            Err(Rejected::Reply(reply)) => return self.reply(reply, Source::Invalid),
         };
         tracing::trace!(id = query.id, qtype = query.key.qtype, "query");
         if let Some(reply) = self
@@ -177,7 +218,7 @@ impl Resolver {
             .answer(&query, size_limit(&query, transport))
         {
             self.metrics.local_answers.inc();
-            return self.reply(reply);
+            return self.reply(reply, Source::Local);
         }
         let stale = match self.cache.get(&query.key, arrival) {
             Hit::Fresh { answer, prefetch } => {
@@ -185,11 +226,11 @@ impl Resolver {
                     self.refresh(&query, arrival, &self.metrics.prefetches);
                 }
                 let reply = self.render(&answer, &query, transport, TtlMode::Aged(arrival), None);
-                return self.reply(reply);
+                return self.reply(reply, Source::Cache);
             }
             Hit::Failed(error) => {
                 self.refresh(&query, arrival, &self.metrics.refreshes);
-                return self.reply(self.failure(&query, error));
+                return self.reply(self.failure(&query, error), Source::FailureCache);
             }
             Hit::Stale(answer) => Some(answer),
             Hit::Miss => None,
@@ -206,8 +247,14 @@ impl Resolver {
             Joined::Follower(waiter) => waiter,
             Joined::Overloaded => match stale {
                 // Better a stale answer than "overloaded" (RFC 8767 §5).
-                Some(answer) => return self.reply(self.stale_reply(&answer, &query, transport)),
-                None => return self.reply(self.failure(&query, LookupError::Overloaded)),
+                Some(answer) => {
+                    let reply = self.stale_reply(&answer, &query, transport);
+                    return self.reply(reply, Source::Stale);
+                }
+                None => {
+                    let reply = self.failure(&query, LookupError::Overloaded);
+                    return self.reply(reply, Source::Failed);
+                }
             },
         };
         let deadline = arrival
@@ -321,9 +368,9 @@ impl Resolver {
         response::synthesized(query, rcode, 0, Some(ede))
     }
 
-    fn reply(&self, reply: Vec<u8>) -> Handled {
+    fn reply(&self, reply: Vec<u8>, source: Source) -> Handled {
         self.metrics.count_response(&reply);
-        Handled::Reply(reply)
+        Handled::Reply(reply, source)
     }
 }
 
@@ -348,20 +395,26 @@ pub struct PendingQuery {
 }
 
 impl PendingQuery {
-    /// The response, ready no later than the query's deadline.
-    pub async fn response(self) -> Vec<u8> {
+    /// The response and where it came from, ready no later than the query's deadline.
+    pub async fn response(self) -> (Vec<u8>, Source) {
         let resolver = self.resolver;
         let query = &self.query;
         let outcome = self.waiter.wait(self.deadline).await;
-        let reply = match (outcome, self.stale) {
-            (Ok(answer), Some(stale)) if answer.is_failure() => {
-                resolver.stale_reply(&stale, query, self.transport)
-            }
+        let (reply, source) = match (outcome, self.stale) {
+            (Ok(answer), Some(stale)) if answer.is_failure() => (
+                resolver.stale_reply(&stale, query, self.transport),
+                Source::Stale,
+            ),
             (Ok(answer), _) => {
                 let now = Instant::now();
-                resolver.render(&answer, query, self.transport, TtlMode::Aged(now), None)
+                let reply =
+                    resolver.render(&answer, query, self.transport, TtlMode::Aged(now), None);
+                (reply, Source::Upstream)
             }
-            (Err(_), Some(stale)) => resolver.stale_reply(&stale, query, self.transport),
+            (Err(_), Some(stale)) => (
+                resolver.stale_reply(&stale, query, self.transport),
+                Source::Stale,
+            ),
             (Err(error), None) => {
                 tracing::debug!(id = query.id, %error, "lookup failed");
                 if error == LookupError::Timeout {
@@ -371,10 +424,10 @@ impl PendingQuery {
                         .cache
                         .insert_failure(query.key.clone(), error, Instant::now());
                 }
-                resolver.failure(query, error)
+                (resolver.failure(query, error), Source::Failed)
             }
         };
         resolver.metrics.count_response(&reply);
-        reply
+        (reply, source)
     }
 }

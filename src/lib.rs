@@ -19,15 +19,19 @@
 //! - [`error`]: lookup failures and the RCODE/EDE each maps to.
 //! - [`metrics`]: the counters operators and tests read.
 //! - [`control`]: the operators' HTTP endpoint: metrics, health, stats, flush.
+//! - [`query_log`]: the optional JSON line per query, written off the query path.
 //! - [`privileges`]: switching to the `[process]` user once the sockets are bound.
+//! - [`systemd`]: readiness, reload and stop notifications, the watchdog and
+//!   socket activation, each only when systemd's variables are set.
 //!
 //! Operator commands, beside the daemon:
 //! - [`client`]: a small DNS client (one question, UDP or TCP) for `punctual query`.
 //! - [`doctor`]: `punctual doctor`'s checks of glibc, resolv.conf, port 53 and
 //!   whether punctual and its upstreams answer.
 //!
-//! [`Server::bind`], [`privileges::drop_to`], then [`Server::run`] is the whole
-//! daemon; `main.rs` only adds the command line, logging and signals.
+//! [`systemd::activation::take`], [`Server::bind_with`], [`privileges::drop_to`],
+//! then [`Server::run`] is the whole daemon; `main.rs` only adds the command
+//! line, logging and signals.
 
 #![forbid(unsafe_code)]
 
@@ -46,8 +50,10 @@ pub mod local;
 pub mod metrics;
 pub mod privileges;
 pub mod query;
+pub mod query_log;
 pub mod resolv_conf;
 pub mod response;
+pub mod systemd;
 pub mod upstream;
 pub mod wire;
 
@@ -72,6 +78,8 @@ use crate::listen::{BindError, Listeners, TcpLimits};
 use crate::local::watch::{HostsFiles, watch_hosts};
 use crate::local::{Hosts, LocalAnswers};
 use crate::metrics::Metrics;
+use crate::query_log::{QueryLog, QueryLogError, QueryLogWriter};
+use crate::systemd::activation::Inherited;
 use crate::upstream::{Routes, TlsSetupError, Upstream, UpstreamOptions, tls_client_config};
 
 /// After the deadline, how long shutdown waits for the last responses to be sent.
@@ -90,6 +98,10 @@ pub enum ServerError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    QueryLog(#[from] QueryLogError),
+    #[error("cannot serve on the sockets systemd passed: {0}")]
+    Inherited(#[source] std::io::Error),
 }
 
 /// A resolver bound to its sockets, not yet serving.
@@ -106,12 +118,21 @@ pub struct Server {
     hosts: Arc<Hosts>,
     /// The operators' endpoint, unless `[control] address` is off.
     control: Option<Control>,
+    query_log: Option<(QueryLog, QueryLogWriter)>,
 }
 
 impl Server {
     /// Validates `config`, resolves the upstream list and binds every listen
     /// address (UDP and TCP). Must be called inside a tokio runtime.
     pub fn bind(config: &Config) -> Result<Server, ServerError> {
+        Server::bind_with(config, Inherited::default())
+    }
+
+    /// [`Server::bind`], but when systemd passed sockets (`inherited`, from
+    /// [`systemd::activation::take`]) serves on exactly those and binds none of
+    /// `[listen] addresses`. Also opens the query log and connects the systemd
+    /// notify socket: everything that may need the privileges dropped later.
+    pub fn bind_with(config: &Config, inherited: Inherited) -> Result<Server, ServerError> {
         config.validate()?;
         let upstreams = config.upstreams()?;
         let limits = &config.limits;
@@ -142,8 +163,17 @@ impl Server {
             },
             Arc::clone(&metrics),
         );
+        let query_log = QueryLog::open(&config.query_log, Arc::clone(&metrics))?;
         let guard = Arc::new(Guard::new(GuardLimits::from_config(config), metrics));
-        let listeners = Listeners::bind(&config.listen.addresses, limits.udp_recv_buffer)?;
+        let listeners = if inherited.is_empty() {
+            Listeners::bind(&config.listen.addresses, limits.udp_recv_buffer)?
+        } else {
+            tracing::info!(
+                "socket activation: serving on the sockets systemd passed; [listen] addresses not bound"
+            );
+            Listeners::inherit(inherited).map_err(ServerError::Inherited)?
+        };
+        systemd::notify::connect();
         let control = match config.control.address {
             None => None,
             Some(address) => {
@@ -169,6 +199,7 @@ impl Server {
             hosts_files,
             hosts,
             control,
+            query_log,
         })
     }
 
@@ -203,16 +234,27 @@ impl Server {
 
     /// Serves until `shutdown` is cancelled, then stops accepting, lets every
     /// query in flight be answered (they all end by their deadline) and returns.
+    /// Under systemd, says READY=1 once serving and STOPPING=1 when shutdown
+    /// starts, and pings the watchdog meanwhile (see [`systemd`]).
     pub async fn run(self, shutdown: CancellationToken) {
         let tasks = TaskTracker::new();
         let deadline = self.resolver.deadline();
+        let serving = serving_status(&self.listeners);
+        let (query_log, query_log_writer) = self.query_log.unzip();
         self.listeners.spawn(
             &self.resolver,
             &self.guard,
+            query_log.as_ref(),
             self.tcp_limits,
             &tasks,
             &shutdown,
         );
+        drop(query_log);
+        systemd::ready(&serving);
+        let watchdog = systemd::watchdog::ping_interval_from_env().map(|every| {
+            tracing::info!(?every, "pinging the systemd watchdog");
+            tokio::spawn(systemd::watchdog::run(every, Arc::clone(&self.resolver)))
+        });
         let (resolver, config) = (Arc::clone(&self.resolver), Arc::clone(&self.config));
         tokio::spawn(upstream::watch_resolv_conf(
             move || (config.load_full(), resolver.routes()),
@@ -230,6 +272,7 @@ impl Server {
             tokio::spawn(control.serve(stats, shutdown.clone()));
         }
         shutdown.cancelled().await;
+        systemd::stopping();
         tasks.close();
         if tokio::time::timeout(deadline + SHUTDOWN_GRACE, tasks.wait())
             .await
@@ -239,6 +282,12 @@ impl Server {
                 remaining = tasks.len(),
                 "shutdown grace period over; exiting"
             );
+        }
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
+        if let Some(writer) = query_log_writer {
+            writer.close().await;
         }
         log_final_counters(&self.resolver);
     }
@@ -318,6 +367,22 @@ impl Reloader {
         }
         Ok(())
     }
+}
+
+/// "serving on udp://…, tcp://…", the status systemd shows.
+fn serving_status(listeners: &Listeners) -> String {
+    let udp = listeners
+        .udp_addrs()
+        .into_iter()
+        .map(|addr| format!("udp://{addr}"));
+    let tcp = listeners
+        .tcp_addrs()
+        .into_iter()
+        .map(|addr| format!("tcp://{addr}"));
+    format!(
+        "serving on {}",
+        udp.chain(tcp).collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// One line with the counters that say how the run went, until the metrics

@@ -10,11 +10,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use hickory_proto::rr::RecordType;
-use punctual::Server;
 use punctual::client::{self, Transport, report::Summary};
 use punctual::config::{Config, ConfigError, parse_upstream_addr, value};
 use punctual::doctor::{self, GlibcSource, Inputs, Probe, glibc};
 use punctual::privileges::{self, Identity};
+use punctual::systemd::activation;
+use punctual::{Reloader, Server, ServerError};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -154,7 +155,7 @@ struct ControlArgs {
     control: Option<String>,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct ConfigArgs {
     /// Config file (TOML) [default: /etc/punctual/punctual.toml if it exists].
     #[arg(long, value_name = "PATH")]
@@ -221,22 +222,14 @@ fn main() -> ExitCode {
             log_level,
         } => {
             init_logging(&log_level);
-            let loaded = load(&config).and_then(|(config, _)| {
-                let mut config = apply_flags(config, &listen, &upstream, deadline.as_deref())?;
-                if let Some(text) = control {
-                    config.control.address =
-                        match text.as_str() {
-                            "off" => None,
-                            text => Some(value::parse_socket_addr(text).map_err(|reason| {
-                                ConfigError {
-                                    file: None,
-                                    line: None,
-                                    reason: format!("--control {text}: {reason}"),
-                                }
-                            })?),
-                        };
-                    config.validate()?;
-                }
+            let flags = RunFlags {
+                config,
+                listen,
+                upstream,
+                deadline,
+                control,
+            };
+            let loaded = flags.load().and_then(|config| {
                 let identity = config.identity()?;
                 Ok((config, identity))
             });
@@ -244,7 +237,7 @@ fn main() -> ExitCode {
                 Ok(loaded) => loaded,
                 Err(error) => return usage_failure(&error),
             };
-            match run(config, identity) {
+            match run(config, identity, flags) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!("{error:#}");
@@ -492,21 +485,98 @@ fn init_logging(level: &str) {
         .init();
 }
 
-/// Binds, drops privileges (to `identity`, if any), then serves until a signal.
-fn run(config: Config, identity: Option<Identity>) -> anyhow::Result<()> {
+/// Binds (or takes the sockets systemd passed), drops privileges (to
+/// `identity`, if any), then serves until a signal.
+/// What `run` was given, kept so that a reload reads the config the same way.
+#[derive(Clone)]
+struct RunFlags {
+    config: ConfigArgs,
+    listen: Vec<String>,
+    upstream: Vec<String>,
+    deadline: Option<String>,
+    control: Option<String>,
+}
+
+impl RunFlags {
+    /// The config file with the command line's overrides, validated.
+    fn load(&self) -> Result<Config, ConfigError> {
+        let (config, _) = load(&self.config)?;
+        let mut config = apply_flags(
+            config,
+            &self.listen,
+            &self.upstream,
+            self.deadline.as_deref(),
+        )?;
+        if let Some(text) = &self.control {
+            config.control.address = match text.as_str() {
+                "off" => None,
+                text => Some(
+                    value::parse_socket_addr(text).map_err(|reason| ConfigError {
+                        file: None,
+                        line: None,
+                        reason: format!("--control {text}: {reason}"),
+                    })?,
+                ),
+            };
+            config.validate()?;
+        }
+        Ok(config)
+    }
+}
+
+fn run(config: Config, identity: Option<Identity>, flags: RunFlags) -> anyhow::Result<()> {
+    // Before the runtime starts its threads: this unsets LISTEN_PID and LISTEN_FDS.
+    let inherited = activation::take().context("socket activation")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = Server::bind(&config)?;
+        let server = Server::bind_with(&config, inherited)?;
         privileges::drop_to(identity.as_ref()).context("cannot drop root privileges")?;
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
+        tokio::spawn(reload_on_hangup(server.reloader(), flags));
         server.run(shutdown).await;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// SIGHUP re-reads the config (with the same command-line overrides) and
+/// reloads it; a config that does not load or validate is logged and the one
+/// in use keeps serving. systemd hears RELOADING=1, then READY=1.
+async fn reload_on_hangup(reloader: Reloader, flags: RunFlags) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; reload by restarting");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the config");
+        punctual::systemd::reloading();
+        let (reloader, flags) = (reloader.clone(), flags.clone());
+        // File reads (config, resolv.conf, hosts files, CA file): off the workers.
+        let reloaded = tokio::task::spawn_blocking(move || {
+            flags
+                .load()
+                .map_err(ServerError::from)
+                .and_then(|config| reloader.reload(config))
+        })
+        .await;
+        let status = match reloaded {
+            Ok(Ok(())) => "serving; config reloaded".to_owned(),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "reload failed; the config in use keeps serving");
+                format!("serving; reload failed: {error}")
+            }
+            Err(error) => {
+                tracing::error!(%error, "reload failed; the config in use keeps serving");
+                "serving; reload failed".to_owned()
+            }
+        };
+        punctual::systemd::ready(&status);
+    }
 }
 
 /// SIGTERM or SIGINT cancels the shutdown token once.

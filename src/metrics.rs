@@ -94,6 +94,8 @@ pub struct Metrics {
     /// TCP connections closed because a message did not arrive whole within
     /// `tcp_read_timeout` of its first byte.
     pub tcp_read_timeouts: Counter,
+    /// Query log lines lost because the writer's queue was full.
+    pub query_log_dropped: Counter,
     /// From a query's arrival to its response being handed to the socket.
     pub answer_duration: Histogram,
     /// Extended DNS Errors sent (RFC 8914), by INFO-CODE; codes above the

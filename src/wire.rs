@@ -361,9 +361,78 @@ pub fn is_at_or_below(name: &[u8], zone: &[u8]) -> bool {
     }
 }
 
+/// What a response we send says, for the query log: its RCODE, extended by the
+/// OPT record's upper bits (RFC 6891 §6.1.3), and the INFO-CODE of its first
+/// Extended DNS Error option (RFC 8914 §2), if any. `None` if the message does
+/// not parse that far.
+pub fn response_outcome(bytes: &[u8]) -> Option<(u16, Option<u16>)> {
+    let header = Header::parse(bytes)?;
+    let mut at = HEADER_LEN;
+    for _ in 0..header.qdcount {
+        at = skip_name(bytes, at).ok()? + 4;
+    }
+    let mut opt = None;
+    walk_records(bytes, at, header.record_count(), |record| {
+        if record.rtype == TYPE_OPT && opt.is_none() {
+            opt = Some(record);
+        }
+    })
+    .ok()?;
+    let rcode = u16::from(header.rcode());
+    let Some(opt) = opt else {
+        return Some((rcode, None));
+    };
+    let extended = u16::from(*bytes.get(opt.ttl_at)?) << 4;
+    // The options: (code, length, data) triples filling RDATA (RFC 6891 §6.1.2).
+    let mut option = opt.ttl_at + 6;
+    let mut ede = None;
+    while option + 4 <= opt.end {
+        let code = read_u16(bytes, option).ok()?;
+        let len = usize::from(read_u16(bytes, option + 2).ok()?);
+        if code == OPTION_EDE && len >= 2 {
+            ede = Some(read_u16(bytes, option + 4).ok()?);
+            break;
+        }
+        option += 4 + len;
+    }
+    Some((extended | rcode, ede))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_outcome_reads_the_extended_rcode_and_the_ede_code() {
+        let mut message = Vec::new();
+        put_header(
+            &mut message,
+            &Header {
+                id: 7,
+                flags: response_flags(0, 2),
+                qdcount: 1,
+                ancount: 0,
+                nscount: 0,
+                arcount: 1,
+            },
+        );
+        message.extend_from_slice(&name(&["example", "test"]));
+        message.extend_from_slice(&[0, 1, 0, 1]);
+        let without_opt = message.clone();
+        let ede = Ede {
+            code: 22,
+            text: "no reachable authority",
+        };
+        put_opt(&mut message, false, 1, Some(ede));
+        // SERVFAIL (2) with extended bits 1: RCODE 18; EDE 22.
+        assert_eq!(response_outcome(&message), Some((18, Some(22))));
+        let mut plain = without_opt.clone();
+        put_opt(&mut plain, false, 0, None);
+        assert_eq!(response_outcome(&plain), Some((2, None)));
+        // ARCOUNT says 1 but there is no record: not parsed.
+        assert_eq!(response_outcome(&without_opt), None);
+        assert_eq!(response_outcome(&[0; 5]), None);
+    }
 
     fn name(labels: &[&str]) -> Vec<u8> {
         let mut out = Vec::new();

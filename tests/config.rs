@@ -122,6 +122,8 @@ fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
         "prefetch",
         "hosts_files",
         "forward_single_label",
+        "path",
+        "queue",
     ] {
         let set = text
             .lines()
@@ -135,7 +137,13 @@ fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
     // check that the comment is there and that, uncommented, it parses.
     let shipped: toml::Table = text.parse().unwrap_or_else(|error| panic!("{error}"));
     for section in [
-        "listen", "upstream", "limits", "cache", "process", "control",
+        "listen",
+        "upstream",
+        "limits",
+        "cache",
+        "process",
+        "control",
+        "query_log",
     ] {
         let table = shipped
             .get(section)
@@ -567,4 +575,22 @@ fn upstreams_errors_when_resolv_conf_is_missing() {
         error.file.as_deref(),
         Some(Path::new("/nonexistent/resolv.conf"))
     );
+}
+
+#[test]
+fn query_log_needs_a_bounded_queue_and_an_existing_directory() {
+    assert_rejected_at("[query_log]\nqueue = 0\n", 2, "query_log.queue");
+    assert_rejected_at("[query_log]\nqueue = 2000000\n", 2, "at most 1000000");
+    assert_rejected_at(
+        "[query_log]\n\npath = \"/nonexistent-punctual/queries.log\"\n",
+        3,
+        "does not exist",
+    );
+    assert_rejected_at("[query_log]\npath = \"queries.log\"\n", 2, "absolute");
+    let config = Config::from_toml(
+        "[query_log]\npath = \"/tmp/queries.log\"\nqueue = 5\n",
+        Path::new("ok.toml"),
+    )
+    .expect("valid");
+    assert_eq!(config.query_log.queue, 5);
 }

@@ -82,7 +82,10 @@ async fn metrics_families_move_with_their_events() {
         value(&after_hit, "punctual_responses_total{rcode=\"NOERROR\"}"),
         2.0
     );
-    // LIFECYCLE-MERGE
+    assert_eq!(
+        value(&after_hit, "punctual_answer_duration_seconds_count"),
+        2.0
+    );
     assert_eq!(
         value(
             &after_hit,

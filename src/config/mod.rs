@@ -13,6 +13,7 @@ mod guards;
 mod local;
 mod location;
 mod process;
+mod query_log;
 mod server;
 pub mod value;
 
@@ -37,6 +38,7 @@ use value::DNS_PORT;
 
 pub use guards::{MAX_UDP_QUERY_LIMIT, RateLimitAction};
 pub use process::ProcessConfig;
+pub use query_log::QueryLogConfig;
 
 /// A deadline longer than this is a typo (a unit missing or wrong), not a wish: a stub
 /// resolver's clients give up after a few seconds anyway.
@@ -72,6 +74,8 @@ pub struct Config {
     pub local: LocalConfig,
     /// `[control]`: the operators' HTTP endpoint.
     pub control: ControlConfig,
+    /// `[query_log]`: one JSON line per query, off by default.
+    pub query_log: QueryLogConfig,
     #[serde(skip)]
     origin: Origin,
 }
@@ -459,6 +463,7 @@ impl Config {
         self.validate_allow()?;
         self.validate_guard_limits()?;
         self.validate_process()?;
+        self.validate_query_log()?;
         self.validate_local()?;
         self.validate_control()
     }

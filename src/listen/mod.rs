@@ -1,5 +1,6 @@
 //! The listening side: binds UDP and TCP on every configured address (same port
-//! for both, also when the port is 0) and runs their serving loops.
+//! for both, also when the port is 0), or takes the sockets systemd passed
+//! (socket activation), and runs their serving loops.
 
 mod batch;
 mod frame;
@@ -21,6 +22,8 @@ pub use tcp::{MAX_PIPELINED_PER_CONNECTION, TcpLimits};
 
 use crate::guard::Guard;
 use crate::handler::Resolver;
+use crate::query_log::QueryLog;
+use crate::systemd::activation::Inherited;
 
 /// Tries to find a port free for both UDP and TCP when asked for port 0.
 const PORT_ZERO_TRIES: usize = 16;
@@ -53,6 +56,22 @@ impl Listeners {
         Ok(listeners)
     }
 
+    /// Serves on the sockets systemd passed instead of binding any: the socket
+    /// unit decides the addresses and options (sd_listen_fds(3)).
+    pub fn inherit(inherited: Inherited) -> io::Result<Listeners> {
+        let udp = inherited
+            .udp
+            .into_iter()
+            .map(|socket| UdpSocket::from_std(socket).map(Arc::new))
+            .collect::<io::Result<_>>()?;
+        let tcp = inherited
+            .tcp
+            .into_iter()
+            .map(TcpListener::from_std)
+            .collect::<io::Result<_>>()?;
+        Ok(Listeners { udp, tcp })
+    }
+
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
         self.udp
             .iter()
@@ -68,11 +87,13 @@ impl Listeners {
     }
 
     /// Spawns every serving loop on `tasks`; they stop accepting on `shutdown`.
-    /// Every message passes `guard` before `resolver` sees it.
+    /// Every message passes `guard` before `resolver` sees it; with a
+    /// `query_log`, every query is logged.
     pub fn spawn(
         self,
         resolver: &Arc<Resolver>,
         guard: &Arc<Guard>,
+        query_log: Option<&QueryLog>,
         limits: TcpLimits,
         tasks: &TaskTracker,
         shutdown: &CancellationToken,
@@ -85,16 +106,21 @@ impl Listeners {
                 socket,
                 Arc::clone(resolver),
                 Arc::clone(guard),
+                query_log.cloned(),
                 tasks.clone(),
                 shutdown.clone(),
             ));
         }
         for listener in self.tcp {
+            let serving = tcp::Serving {
+                resolver: Arc::clone(resolver),
+                guard: Arc::clone(guard),
+                query_log: query_log.cloned(),
+                limits: Arc::clone(&limits),
+            };
             tasks.spawn(tcp::serve(
                 listener,
-                Arc::clone(resolver),
-                Arc::clone(guard),
-                Arc::clone(&limits),
+                serving,
                 Arc::clone(&permits),
                 tasks.clone(),
                 shutdown.clone(),

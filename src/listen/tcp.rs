@@ -3,13 +3,16 @@
 //! timeout, a read timeout and a size limit per message (see `frame`), and caps on
 //! open connections, overall and per client (a connection beyond either is
 //! closed at once; the open ones keep working).
+//!
+//! Each response's time from arrival to hand-off (the write) is observed in
+//! `answer_duration` and, with the query log on, logged.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -19,7 +22,8 @@ use tokio_util::task::TaskTracker;
 
 use super::frame::{FrameError, FrameReader};
 use crate::guard::{Admission, Guard};
-use crate::handler::{Handled, Resolver, Transport};
+use crate::handler::{Handled, Resolver, Source, Transport};
+use crate::query_log::{Answered, Asked, QueryLog};
 
 /// Queries one connection may have outstanding; beyond it we stop reading that
 /// connection until one completes (TCP flow control pushes back on the client).
@@ -34,16 +38,39 @@ pub struct TcpLimits {
     pub max_message: usize,
 }
 
+/// What every connection of the TCP listeners is served with.
+#[derive(Clone)]
+pub struct Serving {
+    pub resolver: Arc<Resolver>,
+    pub guard: Arc<Guard>,
+    pub query_log: Option<QueryLog>,
+    pub limits: Arc<TcpLimits>,
+}
+
+impl Serving {
+    /// Observes the hand-off of a response (`sent`) or a drop, and logs it.
+    fn done(&self, arrival: Instant, answered: Option<Answered>, sent: bool) {
+        let latency = arrival.elapsed();
+        if sent {
+            self.resolver.metrics().answer_duration.observe(latency);
+        }
+        if let (Some(log), Some(answered)) = (&self.query_log, answered) {
+            log.submit(answered, latency);
+        }
+    }
+}
+
 /// Serves one listener. `permits` caps the connections of every listener together.
 pub async fn serve(
     listener: TcpListener,
-    resolver: Arc<Resolver>,
-    guard: Arc<Guard>,
-    limits: Arc<TcpLimits>,
+    serving: Serving,
     permits: Arc<Semaphore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
+    let Serving {
+        resolver, guard, ..
+    } = &serving;
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -70,12 +97,10 @@ pub async fn serve(
             continue;
         };
         resolver.metrics().tcp_connections_accepted.inc();
-        let resolver = Arc::clone(&resolver);
-        let guard = Arc::clone(&guard);
-        let limits = Arc::clone(&limits);
+        let serving = serving.clone();
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            connection(stream, peer.ip(), resolver, &guard, &limits, shutdown).await;
+            connection(stream, peer, serving, shutdown).await;
             drop((slot, permit));
         });
     }
@@ -83,12 +108,17 @@ pub async fn serve(
 
 async fn connection(
     stream: TcpStream,
-    client: IpAddr,
-    resolver: Arc<Resolver>,
-    guard: &Guard,
-    limits: &TcpLimits,
+    peer: SocketAddr,
+    serving: Serving,
     shutdown: CancellationToken,
 ) {
+    let Serving {
+        resolver,
+        guard,
+        limits,
+        ..
+    } = &serving;
+    let client = peer.ip();
     let (reader, mut writer) = stream.into_split();
     let mut frames = FrameReader::new(reader, limits.max_message, limits.read_timeout);
     let mut pending = FuturesUnordered::new();
@@ -98,7 +128,7 @@ async fn connection(
         if !reading && pending.is_empty() {
             break;
         }
-        let reply = tokio::select! {
+        let (reply, arrival, answered) = tokio::select! {
             frame = frames.next(), if reading && pending.len() < MAX_PIPELINED_PER_CONNECTION => {
                 let frame = match frame {
                     Ok(Some(frame)) => frame,
@@ -109,27 +139,48 @@ async fn connection(
                         continue;
                     }
                     Err(error) => {
-                        count_frame_error(&resolver, &error);
+                        count_frame_error(resolver, &error);
                         tracing::debug!(%client, %error, "closing TCP connection");
                         break;
                     }
                 };
                 let arrival = Instant::now();
                 idle_since = arrival;
-                match guard.admit(&frame, client, arrival) {
+                let asked = || {
+                    serving
+                        .query_log
+                        .as_ref()
+                        .map(|_| Asked::new(&frame, peer, Transport::Tcp))
+                };
+                let (reply, source) = match guard.admit(&frame, client, arrival) {
                     Admission::Serve => match resolver.handle(&frame, Transport::Tcp, arrival) {
-                        Handled::Reply(reply) => reply,
+                        Handled::Reply(reply, source) => (reply, source),
                         Handled::Wait(query) => {
-                            pending.push(query.response());
+                            let asked = asked();
+                            pending.push(query.response().map(move |(reply, source)| {
+                                let answered =
+                                    asked.map(|asked| asked.answered(Some(&reply), source));
+                                (reply, arrival, answered)
+                            }));
                             continue;
                         }
-                        Handled::Drop => continue,
+                        Handled::Drop => {
+                            let answered = asked().map(|asked| asked.answered(None, Source::Dropped));
+                            serving.done(arrival, answered, false);
+                            continue;
+                        }
                     },
-                    Admission::Reply(reply) => reply,
-                    Admission::Drop => continue,
-                }
+                    Admission::Reply(reply) => (reply, Source::Refused),
+                    Admission::Drop => {
+                        let answered = asked().map(|asked| asked.answered(None, Source::Dropped));
+                        serving.done(arrival, answered, false);
+                        continue;
+                    }
+                };
+                let answered = asked().map(|asked| asked.answered(Some(&reply), source));
+                (reply, arrival, answered)
             }
-            Some(reply) = pending.next(), if !pending.is_empty() => reply,
+            Some(done) = pending.next(), if !pending.is_empty() => done,
             // RFC 7766 §6.2.3: close a connection idle for the timeout (no query
             // outstanding and nothing received).
             () = sleep_until(idle_since + limits.idle_timeout), if pending.is_empty() => {
@@ -142,7 +193,9 @@ async fn connection(
                 continue;
             }
         };
-        if !write_framed(&mut writer, &reply, limits.idle_timeout).await {
+        let written = write_framed(&mut writer, &reply, limits.idle_timeout).await;
+        serving.done(arrival, answered, written);
+        if !written {
             break;
         }
         idle_since = Instant::now();

@@ -4,6 +4,10 @@
 //!
 //! Waiting tasks are bounded by the in-flight limits (`max_inflight` lookups ×
 //! `max_waiters`): a query beyond them is answered "overloaded" inline.
+//!
+//! Each response's time from arrival to hand-off is observed in
+//! `answer_duration` (one reading per batch serves all its inline responses),
+//! and, with the query log on, each query is logged at that time.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,17 +21,21 @@ use tokio_util::task::TaskTracker;
 
 use super::batch::{self, BATCH, RecvBatch};
 use crate::guard::{Admission, Guard};
-use crate::handler::{Handled, Resolver, Transport};
+use crate::handler::{Handled, Resolver, Source, Transport};
+use crate::query_log::{Answered, Asked, QueryLog};
 
 pub async fn serve(
     socket: Arc<UdpSocket>,
     resolver: Arc<Resolver>,
     guard: Arc<Guard>,
+    query_log: Option<QueryLog>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
     let mut batch = RecvBatch::new();
     let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
+    // With the query log on: the batch's queries, logged once their replies went.
+    let mut logged: Vec<Answered> = Vec::new();
     loop {
         tokio::select! {
             biased;
@@ -53,27 +61,48 @@ pub async fn serve(
             if !guard.udp_fits(bytes.len()) {
                 continue;
             }
-            match guard.admit(bytes, peer.ip(), arrival) {
-                Admission::Serve => {}
-                Admission::Reply(reply) => {
-                    replies.push((reply, peer));
-                    continue;
-                }
-                Admission::Drop => continue,
+            let asked = || Asked::new(bytes, peer, Transport::Udp);
+            let (reply, source) = match guard.admit(bytes, peer.ip(), arrival) {
+                Admission::Serve => match resolver.handle(bytes, Transport::Udp, arrival) {
+                    Handled::Reply(reply, source) => (Some(reply), source),
+                    Handled::Wait(pending) => {
+                        let socket = Arc::clone(&socket);
+                        let resolver = Arc::clone(&resolver);
+                        let query_log = query_log.as_ref().map(|log| (log.clone(), asked()));
+                        tasks.spawn(async move {
+                            let (reply, source) = pending.response().await;
+                            send(&socket, &reply, peer).await;
+                            let latency = arrival.elapsed();
+                            resolver.metrics().answer_duration.observe(latency);
+                            if let Some((log, asked)) = query_log {
+                                log.submit(asked.answered(Some(&reply), source), latency);
+                            }
+                        });
+                        continue;
+                    }
+                    Handled::Drop => (None, Source::Dropped),
+                },
+                Admission::Reply(reply) => (Some(reply), Source::Refused),
+                Admission::Drop => (None, Source::Dropped),
+            };
+            if query_log.is_some() {
+                logged.push(asked().answered(reply.as_deref(), source));
             }
-            match resolver.handle(bytes, Transport::Udp, arrival) {
-                Handled::Reply(reply) => replies.push((reply, peer)),
-                Handled::Wait(pending) => {
-                    let socket = Arc::clone(&socket);
-                    tasks.spawn(async move {
-                        let reply = pending.response().await;
-                        send(&socket, &reply, peer).await;
-                    });
-                }
-                Handled::Drop => {}
+            if let Some(reply) = reply {
+                replies.push((reply, peer));
             }
         }
+        let sent = replies.len();
         send_all(&socket, &mut replies).await;
+        let latency = arrival.elapsed();
+        for _ in 0..sent {
+            resolver.metrics().answer_duration.observe(latency);
+        }
+        if let Some(log) = &query_log {
+            for answered in logged.drain(..) {
+                log.submit(answered, latency);
+            }
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use punctual::config::{Config, Strategy, UpstreamAddr};
-use punctual::{Server, Stats};
+use punctual::{Reloader, Server, Stats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +17,8 @@ pub struct TestServer {
     pub tcp: SocketAddr,
     /// The control endpoint, when the config turned it on.
     pub control: Option<SocketAddr>,
+    /// What SIGHUP does, in-process.
+    pub reloader: Reloader,
     pub stats: Stats,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
@@ -62,12 +64,14 @@ pub async fn start_with(config: Config) -> TestServer {
     let tcp = server.tcp_addrs()[0];
     let stats = server.stats();
     let control = server.control_addr();
+    let reloader = server.reloader();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(server.run(shutdown.clone()));
     TestServer {
         udp,
         tcp,
         control,
+        reloader,
         stats,
         shutdown,
         task: Some(task),
