@@ -4,56 +4,36 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, SocketAddr};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::net::IpAddr;
+use std::process::Command;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use common::client::{QueryOpts, query_udp};
+use common::process::{BIN, Punctual};
 use common::upstream::FakeUpstream;
 use hickory_proto::rr::RecordType;
-
-const BIN: &str = env!("CARGO_BIN_EXE_punctual");
 const SHIPPED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/punctual.toml");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_serves_and_exits_cleanly_on_sigterm() {
     let upstream = FakeUpstream::start("127.0.0.34".parse::<IpAddr>().expect("ip")).await;
     upstream.add_a("bin.test", "192.0.2.7", 60);
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--config",
-            SHIPPED_CONFIG,
-            "--listen",
-            "127.0.0.33:0",
-            // Not the shipped 127.0.0.1:9153: other tests may run a server too.
-            "--control",
-            "off",
-        ])
-        .args([
-            "--upstream",
-            &upstream.addr().to_string(),
-            "--deadline",
-            "500ms",
-        ])
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn punctual");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (lines_tx, lines_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let addr = wait_for_udp_addr(&lines_rx).expect("punctual logs its UDP address");
+    let upstream = upstream.addr().to_string();
+    let mut punctual = Punctual::spawn([
+        "run",
+        "--config",
+        SHIPPED_CONFIG,
+        "--listen",
+        "127.0.0.33:0",
+        // Not the shipped 127.0.0.1:9153: other tests may run a server too.
+        "--control",
+        "off",
+        "--upstream",
+        &upstream,
+        "--deadline",
+        "500ms",
+    ]);
+    let addr = punctual.udp_addr();
     assert_eq!(addr.ip().to_string(), "127.0.0.33");
     assert_ne!(addr.port(), 0);
 
@@ -68,39 +48,10 @@ async fn binary_serves_and_exits_cleanly_on_sigterm() {
     .expect("an answer");
     assert_eq!(reply.message.answers.len(), 1);
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(2) {
-            let _ = child.kill();
-            panic!("punctual did not exit within 2 s of SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = punctual.terminate(Duration::from_secs(2));
     assert!(status.success(), "exit status {status}");
     // The port is free again.
     std::net::UdpSocket::bind(addr).expect("port released");
-}
-
-fn wait_for_udp_addr(lines: &mpsc::Receiver<String>) -> Option<SocketAddr> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        let line = lines.recv_timeout(left).ok()?;
-        if let Some(rest) = line.split("listening on udp://").nth(1) {
-            return rest.split_whitespace().next()?.parse().ok();
-        }
-    }
-    None
 }
 
 #[test]

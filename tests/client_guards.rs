@@ -11,13 +11,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use common::process::Punctual;
 use common::punctual::{start_with, test_config};
 use common::{
     AT_ONCE, CLIENT_LIMIT, ClientError, EDE_OTHER, FakeUpstream, QueryOpts, Reply, TcpClient,
@@ -519,38 +518,11 @@ async fn the_binary_started_as_root_drops_to_the_process_user_after_binding_port
             upstream.addr()
         ),
     );
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", file.path()])
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn punctual");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (lines_tx, lines_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut log = Vec::new();
-    let give_up = Instant::now() + Duration::from_secs(10);
-    while !log
-        .iter()
-        .any(|line: &String| line.contains("dropped privileges"))
-    {
-        let left = give_up.saturating_duration_since(Instant::now());
-        match lines_rx.recv_timeout(left) {
-            Ok(line) => log.push(line),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("no \"dropped privileges\" line; log: {log:#?}");
-            }
-        }
-    }
-    let pid = child.id();
+    let mut punctual = Punctual::spawn(["run", "--config", file.path()]);
+    punctual
+        .wait_for("dropped privileges")
+        .expect("a \"dropped privileges\" log line");
+    let pid = punctual.pid();
     let status = format!("/proc/{pid}/status");
     assert_eq!(uids(&status), [nobody.uid.as_raw(); 4], "{status}");
     // Every thread changed, the runtime's workers included.
@@ -573,11 +545,6 @@ async fn the_binary_started_as_root_drops_to_the_process_user_after_binding_port
     .expect("an answer on port 53 after the drop");
     assert_answer(&reply, "192.0.2.177");
 
-    let term = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(term.success());
-    let exit = wait_exit(&mut child, Duration::from_secs(5));
-    assert!(exit.success(), "exit status {exit}; log: {log:#?}");
+    let exit = punctual.terminate(Duration::from_secs(5));
+    assert!(exit.success(), "exit status {exit}");
 }

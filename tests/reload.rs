@@ -4,13 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use ::punctual::config::{RecordKind, StaticRecordConfig, UpstreamAddr};
+use common::process::Punctual;
 use common::punctual::{core_config, start_with};
 use common::*;
 use hickory_proto::op::ResponseCode;
@@ -18,8 +15,6 @@ use hickory_proto::rr::RecordType;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
-
-const BIN: &str = env!("CARGO_BIN_EXE_punctual");
 
 fn static_a(name: &str, ip: &str) -> StaticRecordConfig {
     StaticRecordConfig {
@@ -126,69 +121,25 @@ async fn sighup_reloads_the_file_and_a_broken_file_changes_nothing() {
         upstream.addr()
     );
     std::fs::write(&path, &base).expect("write config");
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn punctual");
-    let stderr = child.stderr.take().expect("stderr");
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let addr = wait_for(&lines, "listening on udp://")
-        .and_then(|rest| rest.split_whitespace().next()?.parse::<SocketAddr>().ok())
-        .expect("punctual logs its UDP address");
-    let pid = child.id().to_string();
-    let hangup = || {
-        assert!(
-            Command::new("kill")
-                .args(["-HUP", &pid])
-                .status()
-                .expect("kill")
-                .success()
-        );
-    };
+    let mut punctual = Punctual::spawn(["run", "--config", &path.display().to_string()]);
+    let addr = punctual.udp_addr();
 
     std::fs::write(
         &path,
         format!("{base}\n[[local.records]]\nname = \"added.reload.test\"\ntype = \"A\"\nvalue = \"192.0.2.77\"\n"),
     )
     .expect("edit config");
-    hangup();
-    wait_for(&lines, "config reloaded").expect("reload logged");
+    punctual.signal("-HUP");
+    punctual.wait_for("config reloaded").expect("reload logged");
     assert_answer(&ask(addr, "added.reload.test").await, "192.0.2.77");
 
     std::fs::write(&path, "[limits]\ndeadline = \"forever\"\n").expect("break config");
-    hangup();
-    let failed = wait_for(&lines, "reload failed").expect("failure logged");
+    punctual.signal("-HUP");
+    let failed = punctual.wait_for("reload failed").expect("failure logged");
     assert!(failed.contains("limits.deadline"), "{failed}");
     assert_answer(&ask(addr, "added.reload.test").await, "192.0.2.77");
 
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let status = child.wait().expect("wait");
+    let status = punctual.terminate(Duration::from_secs(2));
     assert!(status.success(), "{status}");
     let _ = std::fs::remove_file(&path);
-}
-
-/// The rest of the first log line containing `marker`, within 5 s.
-fn wait_for(lines: &mpsc::Receiver<String>, marker: &str) -> Option<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        let line = lines.recv_timeout(left).ok()?;
-        if let Some(at) = line.find(marker) {
-            return Some(line[at + marker.len()..].to_owned());
-        }
-    }
-    None
 }

@@ -7,16 +7,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::client::{QueryOpts, TcpClient, query_udp};
 use common::loopback;
+use common::process::Punctual;
 use common::upstream::FakeUpstream;
 use hickory_proto::rr::RecordType;
 use tokio::time::Instant;
@@ -106,58 +106,16 @@ fn drain(manager: &UnixDatagram) -> Vec<String> {
     messages
 }
 
-fn terminate_and_wait(child: &mut Child) -> std::process::ExitStatus {
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if start.elapsed() > Duration::from_secs(5) {
-            let _ = child.kill();
-            panic!("punctual did not exit within 5 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The bound UDP address from the "listening on udp://" log line.
-fn logged_udp_addr(child: &mut Child) -> SocketAddr {
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on udp://").nth(1)
-                && let Some(addr) = rest.split_whitespace().next()
-            {
-                let _ = sender.send(addr.parse::<SocketAddr>());
-            }
-        }
-    });
-    receiver
-        .recv_timeout(Duration::from_secs(10))
-        .expect("a listening line")
-        .expect("an address")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifies_ready_then_stopping_and_exits_cleanly() {
     let upstream = FakeUpstream::start(loopback(221)).await;
     upstream.add_a("notify.test", "192.0.2.20", 60);
     let scratch = Scratch::new("notify");
     let (manager, path) = scratch.manager();
-    let mut child = punctual("127.0.0.220:0", upstream.addr(), &scratch.config())
-        .env("NOTIFY_SOCKET", &path)
-        .spawn()
-        .expect("spawn punctual");
-    let addr = logged_udp_addr(&mut child);
+    let mut child = Punctual::spawn_command(
+        punctual("127.0.0.220:0", upstream.addr(), &scratch.config()).env("NOTIFY_SOCKET", &path),
+    );
+    let addr = child.udp_addr();
     let ready = wait_for(&manager, "READY=1", Duration::from_secs(5));
     let status = ready.last().expect("READY message");
     assert!(
@@ -175,7 +133,7 @@ async fn notifies_ready_then_stopping_and_exits_cleanly() {
     .await
     .expect("an answer after READY=1");
     assert_eq!(reply.message.answers.len(), 1);
-    let exit = terminate_and_wait(&mut child);
+    let exit = child.terminate(Duration::from_secs(5));
     wait_for(&manager, "STOPPING=1", Duration::from_secs(1));
     assert!(exit.success(), "exit status {exit}");
 }
@@ -185,11 +143,11 @@ async fn pings_the_watchdog_at_half_its_interval() {
     let upstream = FakeUpstream::start(loopback(223)).await;
     let scratch = Scratch::new("watchdog");
     let (manager, path) = scratch.manager();
-    let mut child = punctual("127.0.0.222:0", upstream.addr(), &scratch.config())
-        .env("NOTIFY_SOCKET", &path)
-        .env("WATCHDOG_USEC", "200000")
-        .spawn()
-        .expect("spawn punctual");
+    let mut child = Punctual::spawn_command(
+        punctual("127.0.0.222:0", upstream.addr(), &scratch.config())
+            .env("NOTIFY_SOCKET", &path)
+            .env("WATCHDOG_USEC", "200000"),
+    );
     wait_for(&manager, "READY=1", Duration::from_secs(5));
     // Every 100 ms: at least 2 (3 or 4 expected) within 500 ms, even on a busy machine.
     let start = Instant::now();
@@ -207,19 +165,19 @@ async fn pings_the_watchdog_at_half_its_interval() {
     }
     assert!(pings >= 2, "{pings} WATCHDOG=1 within 500 ms");
     // WATCHDOG_PID naming another process: no pings.
-    let exit = terminate_and_wait(&mut child);
+    let exit = child.terminate(Duration::from_secs(5));
     assert!(exit.success(), "exit status {exit}");
     let first_run = drain(&manager);
     assert!(
         first_run.iter().any(|m| m.starts_with("STOPPING=1")),
         "{first_run:?}"
     );
-    let mut other = punctual("127.0.0.222:0", upstream.addr(), &scratch.config())
-        .env("NOTIFY_SOCKET", &path)
-        .env("WATCHDOG_USEC", "200000")
-        .env("WATCHDOG_PID", "1")
-        .spawn()
-        .expect("spawn punctual");
+    let mut other = Punctual::spawn_command(
+        punctual("127.0.0.222:0", upstream.addr(), &scratch.config())
+            .env("NOTIFY_SOCKET", &path)
+            .env("WATCHDOG_USEC", "200000")
+            .env("WATCHDOG_PID", "1"),
+    );
     let seen = wait_for(&manager, "READY=1", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
     let later = drain(&manager);
@@ -227,7 +185,7 @@ async fn pings_the_watchdog_at_half_its_interval() {
         !later.iter().chain(&seen).any(|m| m == "WATCHDOG=1"),
         "{seen:?} {later:?}"
     );
-    assert!(terminate_and_wait(&mut other).success());
+    assert!(other.terminate(Duration::from_secs(5)).success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,36 +227,16 @@ async fn serves_on_sockets_passed_by_socket_activation() {
     let command = punctual("127.0.0.224:1", upstream.addr(), &scratch.config());
     let program = command.get_program().to_owned();
     let args: Vec<_> = command.get_args().map(ToOwned::to_owned).collect();
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .arg(program)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn bash");
+    // bash execs punctual: the child's pid is punctual's.
+    let mut child = Punctual::spawn_command(
+        Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .arg(program)
+            .args(args),
+    );
     drop(passed);
-    let stderr = child.stderr.take().expect("stderr");
-    let (sender, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(10) {
-        let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) else {
-            continue;
-        };
-        let done = line.contains("socket activation");
-        log.push(line);
-        if done {
-            break;
-        }
-    }
+    let log = child.log_until("socket activation");
     assert!(
         log.iter()
             .any(|line| line.contains("inherited UDP socket") && line.contains("dns-udp")),
@@ -331,6 +269,6 @@ async fn serves_on_sockets_passed_by_socket_activation() {
         .await
         .expect("an answer over the inherited TCP listener");
     assert_eq!(reply.message.answers.len(), 1);
-    let exit = terminate_and_wait(&mut child);
+    let exit = child.terminate(Duration::from_secs(5));
     assert!(exit.success(), "exit status {exit}");
 }

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod glibc;
+pub mod process;
 pub mod queries;
 pub mod tls;
 pub mod upstream;
