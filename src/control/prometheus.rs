@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::Stats;
 use crate::metrics::{Counter, EDE_SLOTS, HistogramSnapshot, LATENCY_BOUNDS, Metrics};
+use crate::upstream::ServerReport;
 
 /// The Content-Type Prometheus expects for this format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -139,66 +140,46 @@ pub fn render(stats: &Stats) -> String {
     );
 
     let upstreams = stats.upstreams();
-    family(
-        &mut out,
-        "punctual_upstream_queries_total",
-        "counter",
-        "Attempts sent to each upstream.",
-    );
-    for (zone, server) in upstreams
+    let servers: Vec<(&str, &ServerReport)> = upstreams
         .iter()
-        .flat_map(|(zone, servers)| servers.iter().map(move |s| (zone, s)))
-    {
-        sample(
-            &mut out,
+        .flat_map(|(zone, servers)| servers.iter().map(move |server| (zone.as_str(), server)))
+        .collect();
+    for (name, kind, help, value) in [
+        (
             "punctual_upstream_queries_total",
-            &[("upstream", &server.server), ("zone", zone)],
-            server.queries,
-        );
-    }
-    family(
-        &mut out,
-        "punctual_upstream_timeouts_total",
-        "counter",
-        "Attempts an upstream did not answer within its retransmission timeout.",
-    );
-    for (zone, server) in upstreams
-        .iter()
-        .flat_map(|(zone, servers)| servers.iter().map(move |s| (zone, s)))
-    {
-        sample(
-            &mut out,
+            "counter",
+            "Attempts sent to each upstream.",
+            (|server| server.queries) as fn(&ServerReport) -> u64,
+        ),
+        (
             "punctual_upstream_timeouts_total",
-            &[("upstream", &server.server), ("zone", zone)],
-            server.timeouts,
-        );
-    }
-    family(
-        &mut out,
-        "punctual_upstream_up",
-        "gauge",
-        "1 when an upstream is not marked down (a down one is still asked when nothing else is up).",
-    );
-    for (zone, server) in upstreams
-        .iter()
-        .flat_map(|(zone, servers)| servers.iter().map(move |s| (zone, s)))
-    {
-        sample(
-            &mut out,
+            "counter",
+            "Attempts an upstream did not answer within its retransmission timeout.",
+            |server| server.timeouts,
+        ),
+        (
             "punctual_upstream_up",
-            &[("upstream", &server.server), ("zone", zone)],
-            u64::from(server.up),
-        );
+            "gauge",
+            "1 when an upstream is not marked down (a down one is still asked when nothing else is up).",
+            |server| u64::from(server.up),
+        ),
+    ] {
+        family(&mut out, name, kind, help);
+        for (zone, server) in &servers {
+            sample(
+                &mut out,
+                name,
+                &[("upstream", &server.server), ("zone", zone)],
+                value(server),
+            );
+        }
     }
     histogram_family(
         &mut out,
         "punctual_upstream_rtt_seconds",
         "Round-trip time of each upstream's answers.",
     );
-    for (zone, server) in upstreams
-        .iter()
-        .flat_map(|(zone, servers)| servers.iter().map(move |s| (zone, s)))
-    {
+    for (zone, server) in &servers {
         histogram(
             &mut out,
             "punctual_upstream_rtt_seconds",
