@@ -18,6 +18,17 @@
 #            preferred upstream hangs (SIGSTOP) -> p50 / p99 / p99.9 and lost %, whole
 #            run and after the hang
 #
+# Two start a fresh resolver of their own, for TARGET=punctual, unbound or dnsmasq:
+#
+#   rss      fill the cache with 100k, then 1M unique names -> VmRSS, bytes per entry
+#            (punctual: also its own accounting, from the counters line)
+#   hung     the upstream hangs (SIGSTOP) while unique names come at a fixed rate ->
+#            share answered within the deadline + 50 ms, answer p99, RSS, and
+#            punctual's lookups in flight after the load stops
+#
+# benches/compare.sh runs this script for punctual, unbound and dnsmasq in turn and
+# prints one table.
+#
 # Run as root (it apt-get installs dnsperf, nsd and dig when missing):
 #   sudo benches/load.sh
 # Every knob is an environment variable; see benches/README.md.
@@ -30,7 +41,7 @@ cd "$REPO_DIR"
 
 # ---------------------------------------------------------------- settings
 TARGET=${TARGET:-punctual}                    # punctual | unbound | dnsmasq | nsd | external
-DEFAULT_PUNCTUAL=target/release/punctual
+DEFAULT_PUNCTUAL=${CARGO_TARGET_DIR:-target}/release/punctual
 PUNCTUAL=${PUNCTUAL:-$DEFAULT_PUNCTUAL}       # binary; built with cargo when left at the default
 PUNCTUAL_CONFIG=${PUNCTUAL_CONFIG:-conf/punctual.toml}
 PUNCTUAL_LOG_LEVEL=${PUNCTUAL_LOG_LEVEL:-warn}
@@ -51,7 +62,7 @@ TIMEOUT=${TIMEOUT:-2}                         # dnsperf -t, seconds before a que
 LATENCY_QPS=${LATENCY_QPS:-10000}             # dnsperf -Q for the latency workload
 CACHED_NAMES=${CACHED_NAMES:-1000}
 MISS_NAMES=${MISS_NAMES:-2000000}
-WORKLOADS=${WORKLOADS:-cached miss latency}   # also: shortttl rss hedge
+WORKLOADS=${WORKLOADS:-cached miss latency}   # also: shortttl rss hedge hung
 SHORT_NAMES=${SHORT_NAMES:-500}               # shortttl: names per TTL set
 SHORT_QPS=${SHORT_QPS:-2000}                  # shortttl: dnsperf -Q
 SHORT_DURATION=${SHORT_DURATION:-60}          # shortttl: dnsperf -l of each of its 4 runs
@@ -63,6 +74,16 @@ INSTANCE_PORT=${INSTANCE_PORT:-5303}          # shortttl, rss, hedge: their punc
 UPSTREAM2_ADDR=${UPSTREAM2_ADDR:-127.0.0.203} # hedge: second nsd, on UPSTREAM2_ADDR:UPSTREAM_PORT
 HEDGE_QPS=${HEDGE_QPS:-2000}                  # hedge: dnsperf -Q
 HEDGE_OUTSTANDING=${HEDGE_OUTSTANDING:-500}   # hedge: dnsperf -q (room for queries held up by the hang)
+HUNG_QPS=${HUNG_QPS:-2000}                    # hung: dnsperf -Q
+HUNG_DURATION=${HUNG_DURATION:-20}            # hung: dnsperf -l
+HUNG_TIMEOUT=${HUNG_TIMEOUT:-5}               # hung: dnsperf -t (longer than the deadline: late answers count)
+HUNG_DEADLINE_MS=${HUNG_DEADLINE_MS:-2000}    # hung: punctual's deadline (the shipped 2s); the bar is this + 50 ms
+HUNG_OUTSTANDING=${HUNG_OUTSTANDING:-$((HUNG_QPS * (HUNG_TIMEOUT + 1)))} # hung: dnsperf -q, room for every query held up
+HUNG_THREADS=${HUNG_THREADS:-2}               # hung: dnsperf -T (one thread falls short of -Q with thousands outstanding)
+CACHE_ENTRIES=${CACHE_ENTRIES:-}              # cache size of the resolver under test; empty: each one's default
+CONTROL_PORT=${CONTROL_PORT:-9153}            # punctual's control endpoint, on RESOLVER_ADDR
+INSTANCE_CONTROL_PORT=${INSTANCE_CONTROL_PORT:-9154} # the same for the punctual of shortttl, rss, hedge, hung
+TSV=${TSV:-}                                  # also write every figure as KEY<TAB>VALUE to this file
 NSD_SERVERS=${NSD_SERVERS:-1}                 # nsd server-count
 UNBOUND_THREADS=${UNBOUND_THREADS:-$(nproc)}
 RESOLVER_CPUS=${RESOLVER_CPUS:-}              # taskset -c lists; empty = no pinning
@@ -83,9 +104,10 @@ is_port() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le 65535 ]; }
 for v in UPSTREAM_ADDR RESOLVER_ADDR UPSTREAM2_ADDR; do
     is_loopback "${!v}" || die "$v=${!v} is not a 127.0.0.0/8 address; this script only talks to loopback"
 done
-for v in UPSTREAM_PORT RESOLVER_PORT INSTANCE_PORT; do is_port "${!v}" || die "$v=${!v} is not a port"; done
+for v in UPSTREAM_PORT RESOLVER_PORT INSTANCE_PORT CONTROL_PORT INSTANCE_CONTROL_PORT; do is_port "${!v}" || die "$v=${!v} is not a port"; done
 for v in DURATION CLIENTS OUTSTANDING THREADS TIMEOUT LATENCY_QPS CACHED_NAMES MISS_NAMES NSD_SERVERS \
-    SHORT_NAMES SHORT_QPS SHORT_DURATION RSS_ENTRIES RSS_TIME_LIMIT HEDGE_QPS HEDGE_OUTSTANDING; do
+    SHORT_NAMES SHORT_QPS SHORT_DURATION RSS_ENTRIES RSS_TIME_LIMIT HEDGE_QPS HEDGE_OUTSTANDING \
+    HUNG_QPS HUNG_DURATION HUNG_TIMEOUT HUNG_DEADLINE_MS HUNG_OUTSTANDING HUNG_THREADS ${CACHE_ENTRIES:+CACHE_ENTRIES}; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]] || [ "${!v}" -eq 0 ]; then die "$v=${!v} must be a positive integer"; fi
 done
 case $TARGET in
@@ -101,8 +123,8 @@ OWN=""                                        # workloads that start a punctual 
 for w in $WORKLOADS; do
     case $w in
         cached | miss | latency) CLASSIC+=" $w" ;;
-        shortttl | rss | hedge) OWN+=" $w" ;;
-        *) die "unknown workload $w (cached | miss | latency | shortttl | rss | hedge)" ;;
+        shortttl | rss | hedge | hung) OWN+=" $w" ;;
+        *) die "unknown workload $w (cached | miss | latency | shortttl | rss | hedge | hung)" ;;
     esac
 done
 HEDGE=0
@@ -113,7 +135,14 @@ if [[ " $OWN " == *" hedge "* ]]; then
     done
 fi
 if [ -n "$OWN" ]; then
-    [ "$TARGET" = punctual ] || die "workloads$OWN start punctual themselves: they need TARGET=punctual"
+    for w in $OWN; do
+        case $w:$TARGET in
+            rss:punctual | rss:unbound | rss:dnsmasq | hung:punctual | hung:unbound | hung:dnsmasq) ;;
+            rss:* | hung:*) die "workload $w starts the resolver itself: it needs TARGET=punctual, unbound or dnsmasq" ;;
+            *:punctual) ;;
+            *) die "workload $w starts punctual itself: it needs TARGET=punctual" ;;
+        esac
+    done
     for a in "$RESOLVER_ADDR:$RESOLVER_PORT" "$UPSTREAM_ADDR:$UPSTREAM_PORT"; do
         [ "$RESOLVER_ADDR:$INSTANCE_PORT" != "$a" ] || die "INSTANCE_PORT=$INSTANCE_PORT: $a is taken"
     done
@@ -137,7 +166,7 @@ NSD_PID=""
 NSD2_PID=""                                   # hedge: the second upstream nsd
 STOPPED_PIDS=""                               # hedge: nsd processes held with SIGSTOP
 SERVER_PID=""                                 # resolver process this script started
-INSTANCE_PID=""                               # punctual started by shortttl or rss (one at a time)
+INSTANCE_PID=""                               # resolver started by shortttl, rss, hedge or hung (one at a time)
 DNSPERF_PID=""
 POLICY_RC=/usr/sbin/policy-rc.d
 POLICY_RC_STATE=""                            # "", "created" or a backup path
@@ -191,7 +220,7 @@ cleanup() {
     restore_policy_rc
     resume_stopped
     stop_pid "$DNSPERF_PID" dnsperf
-    stop_pid "$INSTANCE_PID" punctual
+    stop_pid "$INSTANCE_PID" "$TARGET (instance)"
     stop_pid "$SERVER_PID" "$TARGET"
     stop_pid "$NSD_PID" nsd
     stop_pid "$NSD2_PID" "nsd (second upstream)"
@@ -392,6 +421,61 @@ EOF
 start_nsd nsd "$UPSTREAM_ADDR" NSD_PID
 if [ "$HEDGE" = 1 ]; then start_nsd nsd2 "$UPSTREAM2_ADDR" NSD2_PID; fi
 
+# launch_other PORT NAME ENTRIES: start TARGET (unbound or dnsmasq) on
+# RESOLVER_ADDR:PORT forwarding everything to nsd, files $TMP/NAME.*, with room for
+# ENTRIES cached answers (empty: unbound's default, dnsmasq 10000); sets LAUNCHED_PID
+launch_other() {
+    local port=$1 name=$2 entries=$3 cache=""
+    case $TARGET in
+        unbound)
+            # limits, not allocations: about 1 KiB per answer in each cache is ample
+            if [ -n "$entries" ]; then
+                cache="msg-cache-size: $((entries * 1024))
+    rrset-cache-size: $((entries * 1024))"
+            fi
+            cat > "$TMP/$name.unbound.conf" <<EOF
+server:
+    interface: $RESOLVER_ADDR@$port
+    port: $port
+    do-ip6: no
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "$TMP"
+    pidfile: "$TMP/$name.unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    num-threads: $UNBOUND_THREADS
+    so-reuseport: yes
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    # no validator: the test zone is unsigned
+    module-config: "iterator"
+    qname-minimisation: no
+    local-zone: "test." nodefault
+    domain-insecure: "test."
+    $cache
+remote-control:
+    control-enable: no
+# everything, the root included, goes to the loopback upstream: nothing else is ever contacted
+forward-zone:
+    name: "."
+    forward-addr: $UPSTREAM_ADDR@$UPSTREAM_PORT
+EOF
+            "$(bin unbound-checkconf)" "$TMP/$name.unbound.conf" >&2 || die "unbound-checkconf rejected $TMP/$name.unbound.conf"
+            launch "$RESOLVER_CPUS" "$TMP/$name.log" "$(bin unbound)" -d -c "$TMP/$name.unbound.conf"
+            ;;
+        dnsmasq)
+            # dnsmasq 2.90 takes any size (it warns above 10000); it logs the size it uses
+            launch "$RESOLVER_CPUS" "$TMP/$name.log" "$(bin dnsmasq)" -k -C /dev/null --no-resolv --no-hosts \
+                --server="$UPSTREAM_ADDR#$UPSTREAM_PORT" --listen-address="$RESOLVER_ADDR" --port="$port" \
+                --bind-interfaces --cache-size="${entries:-10000}" --pid-file="$TMP/$name.dnsmasq.pid" --user=root --log-facility=-
+            ;;
+        *) die "launch_other: TARGET=$TARGET" ;;
+    esac
+}
+
 # ---------------------------------------------------------------- resolver
 # shortttl and rss start their own punctual: without cached, miss or latency
 # nothing else is started
@@ -402,56 +486,25 @@ if [ -n "$CLASSIC" ]; then
     case $TARGET in
         punctual)
             args=(run)
-            if [ -f "$PUNCTUAL_CONFIG" ]; then
+            if [ -n "$CACHE_ENTRIES" ]; then
+                # the same room as the rss workload's punctual, every other key at its default
+                printf '[cache]\nentries = %s\nmax_bytes = "%s"\n' "$CACHE_ENTRIES" "$RSS_MAX_BYTES" > "$TMP/resolver.toml"
+                args+=(--config "$TMP/resolver.toml")
+            elif [ -f "$PUNCTUAL_CONFIG" ]; then
                 args+=(--config "$PUNCTUAL_CONFIG")
             else
                 log "warning: $PUNCTUAL_CONFIG not found; starting punctual without --config"
             fi
             args+=(--listen "$RESOLVER_ADDR:$RESOLVER_PORT" --upstream "$UPSTREAM_ADDR:$UPSTREAM_PORT"
-                --log-level "$PUNCTUAL_LOG_LEVEL")
+                --control "$RESOLVER_ADDR:$CONTROL_PORT" --log-level "$PUNCTUAL_LOG_LEVEL")
             # shellcheck disable=SC2206
             args+=($PUNCTUAL_ARGS)
             log "starting $PUNCTUAL ${args[*]}"
             launch "$RESOLVER_CPUS" "$TMP/resolver.log" "$PUNCTUAL" "${args[@]}"
             SERVER_PID=$LAUNCHED_PID
             ;;
-        unbound)
-            cat > "$TMP/unbound.conf" <<EOF
-server:
-    interface: $RESOLVER_ADDR@$RESOLVER_PORT
-    port: $RESOLVER_PORT
-    do-ip6: no
-    do-daemonize: no
-    username: ""
-    chroot: ""
-    directory: "$TMP"
-    pidfile: "$TMP/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    num-threads: $UNBOUND_THREADS
-    so-reuseport: yes
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    module-config: "iterator"
-    qname-minimisation: no
-    local-zone: "test." nodefault
-    domain-insecure: "test."
-remote-control:
-    control-enable: no
-# everything, the root included, goes to the loopback upstream: nothing else is ever contacted
-forward-zone:
-    name: "."
-    forward-addr: $UPSTREAM_ADDR@$UPSTREAM_PORT
-EOF
-            "$(bin unbound-checkconf)" "$TMP/unbound.conf" >&2 || die "unbound-checkconf rejected $TMP/unbound.conf"
-            launch "$RESOLVER_CPUS" "$TMP/resolver.log" "$(bin unbound)" -d -c "$TMP/unbound.conf"
-            SERVER_PID=$LAUNCHED_PID
-            ;;
-        dnsmasq)
-            launch "$RESOLVER_CPUS" "$TMP/resolver.log" "$(bin dnsmasq)" -k -C /dev/null --no-resolv --no-hosts \
-                --server="$UPSTREAM_ADDR#$UPSTREAM_PORT" --listen-address="$RESOLVER_ADDR" --port="$RESOLVER_PORT" \
-                --bind-interfaces --cache-size=10000 --pid-file="$TMP/dnsmasq.pid" --user=root --log-facility=-
+        unbound | dnsmasq)
+            launch_other "$RESOLVER_PORT" resolver "$CACHE_ENTRIES"
             SERVER_PID=$LAUNCHED_PID
             ;;
         nsd) RESOLVER_PID=$NSD_PID ;;
@@ -542,35 +595,44 @@ vm_kb() { # vm_kb PID FIELD -> FIELD (VmRSS, VmHWM) of /proc/PID/status in kB
     awk -v f="$2:" '$1 == f { print $2; exit }' "/proc/$1/status"
 }
 
-# instance_start NAME CONFIG [UPSTREAM]: start punctual with a config file of its
-# own holding CONFIG (every other key at its default), listening on
-# RESOLVER_ADDR:INSTANCE_PORT, with --upstream UPSTREAM unless that is "-"
-# (default UPSTREAM_ADDR:UPSTREAM_PORT); log level info (and RUST_LOG unset) for
-# the final counters line. dnsperf_run sends to it until instance_stop.
+# instance_start NAME CONFIG [UPSTREAM]: start a fresh resolver on
+# RESOLVER_ADDR:INSTANCE_PORT; dnsperf_run sends to it until instance_stop.
+# punctual: with a config file of its own holding CONFIG (every other key at its
+# default), --upstream UPSTREAM unless that is "-" (default
+# UPSTREAM_ADDR:UPSTREAM_PORT), its control endpoint on
+# RESOLVER_ADDR:INSTANCE_CONTROL_PORT, log level info (and RUST_LOG unset) for the
+# final counters line. unbound, dnsmasq: launch_other with room for RSS_ENTRIES
+# answers; CONFIG and UPSTREAM are not used.
 instance_start() {
     local name=$1 cfg="$TMP/$1.toml" logf="$TMP/$1.log" up=${3:-$UPSTREAM_ADDR:$UPSTREAM_PORT}
     local -a args
-    printf '%s\n' "$2" > "$cfg"
     [ -z "$(probe "$RESOLVER_ADDR" "$INSTANCE_PORT")" ] || die "something already answers on $RESOLVER_ADDR:$INSTANCE_PORT"
-    args=(run --config "$cfg" --listen "$RESOLVER_ADDR:$INSTANCE_PORT")
-    if [ "$up" != - ]; then args+=(--upstream "$up"); fi
-    args+=(--log-level info)
-    # shellcheck disable=SC2206
-    args+=($PUNCTUAL_ARGS)
-    log "$name: starting $PUNCTUAL ${args[*]} with config: $(paste -sd' ' <<< "$2")"
-    launch "$RESOLVER_CPUS" "$logf" env -u RUST_LOG "$PUNCTUAL" "${args[@]}"
+    if [ "$TARGET" = punctual ]; then
+        printf '%s\n' "$2" > "$cfg"
+        args=(run --config "$cfg" --listen "$RESOLVER_ADDR:$INSTANCE_PORT" --control "$RESOLVER_ADDR:$INSTANCE_CONTROL_PORT")
+        if [ "$up" != - ]; then args+=(--upstream "$up"); fi
+        args+=(--log-level info)
+        # shellcheck disable=SC2206
+        args+=($PUNCTUAL_ARGS)
+        log "$name: starting $PUNCTUAL ${args[*]} with config: $(paste -sd' ' <<< "$2")"
+        launch "$RESOLVER_CPUS" "$logf" env -u RUST_LOG "$PUNCTUAL" "${args[@]}"
+    else
+        log "$name: starting $TARGET on $RESOLVER_ADDR:$INSTANCE_PORT with room for $RSS_ENTRIES answers"
+        launch_other "$INSTANCE_PORT" "$name" "$RSS_ENTRIES"
+    fi
     INSTANCE_PID=$LAUNCHED_PID
     wait_ready "$name" "$RESOLVER_ADDR" "$INSTANCE_PORT" "$INSTANCE_PID" "$logf"
-    PERF_PORT=$INSTANCE_PORT PERF_PID=$INSTANCE_PID PERF_NAME="punctual ($name)" PERF_LOG=$logf
+    PERF_PORT=$INSTANCE_PORT PERF_PID=$INSTANCE_PID PERF_NAME="$TARGET ($name)" PERF_LOG=$logf
 }
 
-# instance_stop NAME: SIGTERM the instance, then copy its final counters line
-# into R[NAME.COUNTER] (NAME.cache_misses, NAME.cache_bytes, ...)
+# instance_stop NAME: SIGTERM the instance; punctual: then copy its final counters
+# line into R[NAME.COUNTER] (NAME.cache_misses, NAME.cache_bytes, ...)
 instance_stop() {
     local name=$1 logf="$TMP/$1.log" line kv
-    stop_pid "$INSTANCE_PID" "punctual ($name)"
+    stop_pid "$INSTANCE_PID" "$TARGET ($name)"
     INSTANCE_PID=""
     PERF_PORT=$RESOLVER_PORT PERF_PID=$RESOLVER_PID PERF_NAME=$TARGET PERF_LOG=$TMP/resolver.log
+    [ "$TARGET" = punctual ] || return 0
     line=$(grep -m1 ' final counters ' "$logf" || true)
     if [ -z "$line" ]; then
         tail -n 20 "$logf" >&2
@@ -599,7 +661,7 @@ serve_stale = false"
     log "$n: ${R[$n.cache_misses]} misses of $((${R[$n.queries_udp]} + ${R[$n.queries_tcp]})) queries, ${R[$n.prefetches]:-?} prefetches"
 }
 
-# rss: fill a fresh punctual's cache with unique names in RSS_STEPS, reading
+# rss: fill a fresh resolver's cache with unique names in RSS_STEPS, reading
 # VmRSS before and after each step
 rss() {
     local step prev=0 done_=0
@@ -626,7 +688,10 @@ max_bytes = \"$RSS_MAX_BYTES\""
         R[rss.$step.entries]=$((1 + done_))
         R[rss.$step.vmrss]=$(vm_kb "$INSTANCE_PID" VmRSS)
         R[rss.$step.vmhwm]=$(vm_kb "$INSTANCE_PID" VmHWM)
-        log "rss: ~${R[rss.$step.entries]} entries, VmRSS ${R[rss.$step.vmrss]} kB"
+        # what each answer cached so far costs, start-up memory left out
+        R[rss.$step.bpe]=$(awk -v r1="${R[rss.$step.vmrss]}" -v r0="${R[rss.0.vmrss]}" -v e="${R[rss.$step.entries]}" \
+            'BEGIN { printf "%.0f", (e > 1 ? (r1 - r0) * 1024 / (e - 1) : 0) }')
+        log "rss: ~${R[rss.$step.entries]} entries, VmRSS ${R[rss.$step.vmrss]} kB, ${R[rss.$step.bpe]} B per entry"
         rm -f "$TMP/rss.$step.txt"
         prev=$step
     done
@@ -715,6 +780,101 @@ deadline = \"2s\"" -
     R[hedge.counters]=$(grep -m1 ' final counters ' "$TMP/hedge.log" | sed 's/.* final counters/final counters/')
 }
 
+# hung: a fresh resolver; nsd is held with SIGSTOP for the whole run while unique
+# names come at HUNG_QPS for HUNG_DURATION s (dnsperf -v, -t HUNG_TIMEOUT, longer
+# than the deadline, so late answers are seen). While it runs: VmRSS, and
+# punctual's lookups in flight (GET /stats), every 0.25 s.
+hung() {
+    local out="$TMP/hung.out" bar t0 r0 r1 p el stop_ms check_ms limit_ms zero_at="" n peak=0 kb lk inflight_max=0 at_check=-
+    # names no earlier workload asked for
+    awk -v n=$((HUNG_QPS * HUNG_DURATION * 11 / 10)) 'BEGIN { for (i = 1; i <= n; i++) printf "u%d.miss.bench.test A\n", i }' \
+        > "$TMP/hung.txt"
+    instance_start hung "[cache]
+entries = $RSS_ENTRIES
+max_bytes = \"$RSS_MAX_BYTES\""
+    R[hung.rss_before]=$(vm_kb "$INSTANCE_PID" VmRSS)
+    for p in $(proc_tree "$NSD_PID"); do
+        STOPPED_PIDS+=" $p"
+        kill -STOP "$p" 2>/dev/null || true
+    done
+    log "hung: nsd stopped (pids$STOPPED_PIDS); ${HUNG_DURATION}s of unique names at $HUNG_QPS q/s, dnsperf -t $HUNG_TIMEOUT"
+    r0=$(cpu_ticks "$PERF_PID")
+    t0=$(date +%s%N)
+    "${LOADGEN[@]}" dnsperf -s "$RESOLVER_ADDR" -p "$PERF_PORT" -t "$HUNG_TIMEOUT" -d "$TMP/hung.txt" -n 1 \
+        -l "$HUNG_DURATION" -Q "$HUNG_QPS" -c "$CLIENTS" -q "$HUNG_OUTSTANDING" -T "$HUNG_THREADS" -v > "$out" 2> "$out.err" &
+    DNSPERF_PID=$!
+    # milliseconds since the start: the load stops at stop_ms; one deadline (and a
+    # sampling interval) later, nothing may be in flight. Samples go on after dnsperf
+    # has exited until that check is taken and the lookups are seen at 0 (or 3 deadlines).
+    stop_ms=$((HUNG_DURATION * 1000))
+    check_ms=$((stop_ms + HUNG_DEADLINE_MS + 250))
+    limit_ms=$((stop_ms + (HUNG_TIMEOUT + 30) * 1000))
+    echo "ms VmRSS_kB inflight_lookups" > "$TMP/hung.samples"
+    while :; do
+        el=$((($(date +%s%N) - t0) / 1000000))
+        [ "$el" -lt "$limit_ms" ] || break
+        kb=$(vm_kb "$INSTANCE_PID" VmRSS)
+        [ "$kb" -le "$peak" ] || peak=$kb
+        lk=-
+        if [ "$TARGET" = punctual ]; then lk=$(inflight_lookups); fi
+        echo "$el $kb $lk" >> "$TMP/hung.samples"
+        if [[ $lk =~ ^[0-9]+$ ]]; then
+            [ "$lk" -le "$inflight_max" ] || inflight_max=$lk
+            if [ "$el" -ge "$stop_ms" ] && [ "$lk" = 0 ] && [ -z "$zero_at" ]; then zero_at=$(((el - stop_ms) / 10)); fi
+            if [ "$el" -ge "$check_ms" ] && [ "$at_check" = - ]; then at_check=$lk; fi
+        fi
+        if ! is_running "$DNSPERF_PID"; then
+            [ "$TARGET" = punctual ] || break
+            if [ "$at_check" != - ] && { [ -n "$zero_at" ] || [ "$el" -ge $((stop_ms + 3 * HUNG_DEADLINE_MS)) ]; }; then break; fi
+        fi
+        sleep 0.25
+    done
+    if is_running "$DNSPERF_PID"; then die "hung: dnsperf still running at the time limit"; fi
+    if ! wait "$DNSPERF_PID"; then
+        DNSPERF_PID=""
+        cat "$out.err" >&2
+        die "dnsperf failed (hung)"
+    fi
+    DNSPERF_PID=""
+    r1=$(cpu_ticks "$PERF_PID")
+    echo "$((r1 - r0)) 0" > "$out.cpu"
+    is_running "$PERF_PID" || die "$TARGET (hung) exited during the run"
+    R[hung.rss_after]=$(vm_kb "$INSTANCE_PID" VmRSS)
+    kb=$(vm_kb "$INSTANCE_PID" VmHWM)
+    [ "$kb" -le "$peak" ] || peak=$kb
+    R[hung.rss_peak]=$peak
+    if [ "$TARGET" = punctual ]; then
+        R[hung.inflight_max]=$inflight_max
+        R[hung.inflight_at_deadline]=$at_check
+        # zero_at is in hundredths of a second
+        R[hung.inflight_zero_after]=$(if [ -n "$zero_at" ]; then awk -v z="$zero_at" 'BEGIN { printf "%.2f", z / 100 }'; else echo never; fi)
+        R[hung.inflight_end]=$(inflight_lookups)
+    fi
+    resume_stopped
+    record hung "$out"
+    if [ "${R[hung.sent]}" -lt $((HUNG_QPS * HUNG_DURATION * 95 / 100)) ]; then
+        log "warning: hung run sent ${R[hung.sent]} queries, short of $HUNG_QPS q/s for ${HUNG_DURATION}s"
+    fi
+    # every query sent: answered (any rcode) with its latency, or never ("inf")
+    bar=$(awk -v d="$HUNG_DEADLINE_MS" 'BEGIN { printf "%.3f", (d + 50) / 1000 }')
+    n=${R[hung.sent]}
+    read -r 'R[hung.within_pct]' 'R[hung.answered_pct]' 'R[hung.p99]' < <(
+        awk '$1 == ">" && $2 != "T" && $2 != "I" && NF == 5 { print $5 }' "$out" | sort -g |
+            awk -v n="$n" -v bar="$bar" '{ v[NR] = $1; if ($1 <= bar) w++ }
+                END { if (n == 0) { print "- - -"; exit }
+                      i = int(0.99 * n + 0.999999)
+                      printf "%.2f %.2f %s\n", 100 * w / n, 100 * NR / n, (i <= NR ? sprintf("%.1f", v[i] * 1000) : "inf") }')
+    log "hung: ${R[hung.within_pct]}% answered within ${bar}s, p99 ${R[hung.p99]} ms, rcodes ${R[hung.rcodes]:-none}"
+    instance_stop hung
+    rm -f "$TMP/hung.txt"
+}
+
+# lookups in flight in the instance's punctual, from GET /stats ("-" if unreadable)
+inflight_lookups() {
+    "$PUNCTUAL" stats --control "$RESOLVER_ADDR:$INSTANCE_CONTROL_PORT" 2>/dev/null |
+        tr -d ' \n' | sed -n 's/.*"inflight":{[^}]*"lookups":\([0-9]*\).*/\1/p' | grep . || echo -
+}
+
 for w in $WORKLOADS; do
     case $w in
         cached)
@@ -765,7 +925,8 @@ for w in $WORKLOADS; do
             ;;
         rss) rss ;;
         hedge) hedge ;;
-        *) die "unknown workload $w (cached | miss | latency | shortttl | rss | hedge)" ;;
+        hung) hung ;;
+        *) die "unknown workload $w (cached | miss | latency | shortttl | rss | hedge | hung)" ;;
     esac
 done
 
@@ -849,7 +1010,10 @@ report_shortttl() {
 
 report_rss() {
     local step prev=0 final
-    echo "rss: a fresh punctual with [cache] entries = $RSS_ENTRIES, max_bytes = \"$RSS_MAX_BYTES\"; unique names r<i>.miss.bench.test"
+    case $TARGET in
+        punctual) echo "rss: a fresh punctual with [cache] entries = $RSS_ENTRIES, max_bytes = \"$RSS_MAX_BYTES\"; unique names r<i>.miss.bench.test" ;;
+        *) echo "rss: a fresh $TARGET with room for $RSS_ENTRIES answers (see launch_other); unique names r<i>.miss.bench.test" ;;
+    esac
     echo "(the nsd wildcard's A answer, TTL 86400), each sent once: dnsperf -n 1 -c $CLIENTS -q $OUTSTANDING -T $THREADS"
     echo
     printf '%-10s | %10s | %10s | %8s | %6s | %10s | %10s | %10s | %15s\n' \
@@ -868,6 +1032,10 @@ report_rss() {
     final=$prev
     echo
     for step in $RSS_STEPS; do echo "$step: rcodes: ${R[rss.$step.rcodes]:-none}; resolver CPU ${R[rss.$step.cpu]} s, upstream nsd CPU ${R[rss.$step.upcpu]} s"; done
+    if [ "$TARGET" != punctual ]; then
+        echo "entries = 1 (the readiness probe) + answers so far; RSS per entry at the end: ${R[rss.$final.bpe]} bytes"
+        return 0
+    fi
     echo "entries = 1 (the readiness probe) + answers so far; the final counters say cache_entries=${R[rss.cache_entries]}"
     awk -v e="${R[rss.cache_entries]}" -v b="${R[rss.cache_bytes]}" -v r1="${R[rss.$final.vmrss]}" -v r0="${R[rss.0.vmrss]}" 'BEGIN {
         printf "cache_bytes=%d: %.1f bytes per entry by punctual'"'"'s own accounting (cache_bytes / cache_entries)\n", b, (e ? b / e : 0)
@@ -897,13 +1065,27 @@ report_hedge() {
     echo "expected: no losses; p99 after the hang below the hung upstream's RTO (at least 50 ms) + the other's RTT"
 }
 
+report_hung() {
+    echo "hung: a fresh $TARGET (room for $RSS_ENTRIES answers); nsd held with SIGSTOP for the whole run; unique names u<i>.miss.bench.test,"
+    echo "dnsperf -Q $HUNG_QPS -l $HUNG_DURATION -c $CLIENTS -q $HUNG_OUTSTANDING -T $HUNG_THREADS -t $HUNG_TIMEOUT -v"
+    echo
+    echo "sent ${R[hung.sent]}; answered (any rcode) ${R[hung.answered_pct]} %, within $((HUNG_DEADLINE_MS + 50)) ms ${R[hung.within_pct]} %;" \
+        "answer time p99 ${R[hung.p99]} ms (unanswered queries count as infinite)"
+    echo "rcodes: ${R[hung.rcodes]:-none}; resolver CPU ${R[hung.cpu]} s"
+    echo "VmRSS before ${R[hung.rss_before]} kB, peak ${R[hung.rss_peak]} kB (max of 0.25 s samples and VmHWM), after ${R[hung.rss_after]} kB"
+    if [ "$TARGET" = punctual ]; then
+        echo "lookups in flight (GET /stats): at most ${R[hung.inflight_max]}; ${HUNG_DEADLINE_MS} ms + 250 ms after the load stopped:" \
+            "${R[hung.inflight_at_deadline]} (expected 0); first seen at 0 ${R[hung.inflight_zero_after]} s after it stopped; at the end ${R[hung.inflight_end]}"
+    fi
+}
+
 report() {
     local w
     if [ -n "$CLASSIC" ]; then
         echo "punctual load benchmark — target: $TARGET at $RESOLVER_ADDR:$RESOLVER_PORT, upstream nsd at $UPSTREAM_ADDR:$UPSTREAM_PORT"
         report_classic
     else
-        echo "punctual load benchmark — punctual at $RESOLVER_ADDR:$INSTANCE_PORT, upstream nsd at $UPSTREAM_ADDR:$UPSTREAM_PORT"
+        echo "punctual load benchmark — $TARGET at $RESOLVER_ADDR:$INSTANCE_PORT, upstream nsd at $UPSTREAM_ADDR:$UPSTREAM_PORT"
     fi
     for w in $OWN; do
         echo
@@ -924,4 +1106,10 @@ cat "$TMP/report.txt"
 if [ -n "$OUT" ]; then
     cp "$TMP/report.txt" "$OUT"
     log "report written to $OUT"
+fi
+if [ -n "$TSV" ]; then
+    R[target]=$TARGET
+    R[peak_rss_kb]=$RSS_KB
+    for k in "${!R[@]}"; do printf '%s\t%s\n' "$k" "${R[$k]}"; done | LC_ALL=C sort > "$TSV"
+    log "figures written to $TSV"
 fi
