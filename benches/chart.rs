@@ -63,7 +63,11 @@ fn draw(rows: &[Row], out: &str, title: &str) -> Result<(), Box<dyn Error>> {
     let percentiles = distinct(rows, |r| &r.percentile);
     let low = rows.iter().map(|r| r.min).fold(f64::INFINITY, f64::min) / 2.0;
     let high = rows.iter().map(|r| r.max).fold(0.0, f64::max) * 2.0;
-    let colours = [RGBColor(0x4c, 0x72, 0xb0), RGBColor(0xdd, 0x84, 0x52), RGBColor(0xc4, 0x4e, 0x52)];
+    let colours = [
+        RGBColor(0x4c, 0x72, 0xb0),
+        RGBColor(0xdd, 0x84, 0x52),
+        RGBColor(0xc4, 0x4e, 0x52),
+    ];
 
     let root = SVGBackend::new(out, (800, 480)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -94,7 +98,10 @@ fn draw(rows: &[Row], out: &str, title: &str) -> Result<(), Box<dyn Error>> {
         chart
             .draw_series(mine().map(|r| {
                 let i = resolvers.iter().position(|s| *s == r.resolver).unwrap_or(0);
-                Rectangle::new([(x0(i), low), (x0(i) + width * 0.9, r.median)], colour.filled())
+                Rectangle::new(
+                    [(x0(i), low), (x0(i) + width * 0.9, r.median)],
+                    colour.filled(),
+                )
             }))?
             .label(percentile.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
@@ -124,7 +131,10 @@ fn draw(rows: &[Row], out: &str, title: &str) -> Result<(), Box<dyn Error>> {
 
 fn main() {
     // cargo bench appends --bench; keep the positional arguments
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let (input, output) = match (args.first(), args.get(1)) {
         (Some(i), Some(o)) => (i, o),
         _ => {

@@ -24,6 +24,8 @@ use crate::wire::{self, Ede, FLAG_AD, FLAG_TC, HEADER_LEN, Header, RecordSpan, W
 
 /// RR type SOA (RFC 1035 §3.3.13).
 const TYPE_SOA: u16 = 6;
+/// QCLASS `*`, any class (RFC 1035 §3.2.5).
+const CLASS_ANY: u16 = 255;
 
 #[derive(Debug, Error)]
 pub enum AnswerError {
@@ -104,6 +106,22 @@ impl Answer {
             return Err(AnswerError::Decode("not exactly one question".into()));
         }
         let layout = Layout::walk(bytes, &header, question.end)?;
+        // Bytes after the last record the counts announce: the header lies
+        // about the message (a record would move to another section), so the
+        // whole reply is distrusted.
+        if layout.end != bytes.len() {
+            return Err(AnswerError::Decode("bytes after the last record".into()));
+        }
+        // RFC 1035 §4.1: the answer section holds records answering the
+        // question; one of another class (CH for an IN question) answers
+        // nothing that was asked.
+        if question.qclass != CLASS_ANY
+            && layout.answer_classes.iter().any(|&c| c != question.qclass)
+        {
+            return Err(AnswerError::Decode(
+                "an answer record of another class than the question".into(),
+            ));
+        }
         let wire: Box<[u8]> = match layout.opt {
             None => bytes[..layout.end].into(),
             // OPT is normally the last record; cutting it off leaves every
@@ -306,6 +324,7 @@ impl Answer {
 struct Layout {
     records: Vec<RecordSpan>,
     answer_types: Vec<u16>,
+    answer_classes: Vec<u16>,
     authority: Vec<RecordSpan>,
     opt: Option<RecordSpan>,
     end: usize,
@@ -315,11 +334,14 @@ impl Layout {
     fn walk(bytes: &[u8], header: &Header, question_end: usize) -> Result<Layout, WireError> {
         let mut records = Vec::with_capacity(header.record_count());
         let mut answer_types = Vec::with_capacity(usize::from(header.ancount));
+        let mut answer_classes = Vec::with_capacity(usize::from(header.ancount));
         let mut authority = Vec::with_capacity(usize::from(header.nscount));
         let mut opt = None;
         let mut duplicate_opt = false;
         let at = wire::walk_records(bytes, question_end, usize::from(header.ancount), |r| {
             answer_types.push(r.rtype);
+            // The class precedes the TTL; walk_records read past it already.
+            answer_classes.push(wire::read_u16(bytes, r.ttl_at - 2).unwrap_or_default());
             records.push(r);
         })?;
         let at = wire::walk_records(bytes, at, usize::from(header.nscount), |r| {
@@ -340,6 +362,7 @@ impl Layout {
         Ok(Layout {
             records,
             answer_types,
+            answer_classes,
             authority,
             opt,
             end,
@@ -454,6 +477,21 @@ pub(crate) mod tests {
         assert!(message.answers.is_empty());
         let whole = answer.render(&query, TtlMode::Aged(Instant::now()), &POLICY, None, 65_535);
         assert_eq!(ttls_of(&whole).len(), 40);
+    }
+
+    #[test]
+    fn replies_that_lie_about_their_records_are_refused() {
+        let now = Instant::now();
+        // ANCOUNT one short: the last answer and the OPT trail the message.
+        let mut short = upstream_reply(7, "a.test.", &[300, 300]);
+        short[7] -= 1;
+        assert!(Answer::from_upstream(&short, now).is_err());
+        // An answer of class CH (3) to a question of class IN.
+        let mut chaos = upstream_reply(7, "a.test.", &[300]);
+        let class_at = HEADER_LEN + "a.test.".len() + 1 + 4 + 2 + 2;
+        assert_eq!(wire::read_u16(&chaos, class_at).ok(), Some(1));
+        wire::write_u16(&mut chaos, class_at, 3);
+        assert!(Answer::from_upstream(&chaos, now).is_err());
     }
 
     #[test]

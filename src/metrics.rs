@@ -75,6 +75,9 @@ pub struct Metrics {
     pub upstream_probes: Counter,
     /// Upstream replies ignored because ID, question or content did not match.
     pub upstream_ignored_replies: Counter,
+    /// `tcp://` and `tls://` connections closed because a reply frame, once
+    /// begun, did not arrive whole within the query deadline.
+    pub upstream_stalled_connections: Counter,
     pub tcp_connections_accepted: Counter,
     /// Connections closed at once because `tcp_max_connections` were open.
     pub tcp_connections_refused: Counter,

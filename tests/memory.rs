@@ -57,7 +57,10 @@ async fn a_lookup_waiting_on_a_silent_upstream_holds_little_memory() {
     // Warm up allocator caches and the runtime with one lookup that times out.
     let client = UdpSocket::bind("127.0.0.1:0").await.expect("client");
     let query = |n: usize| build_query(&format!("q{n}.memory.test"), RecordType::A, &edns());
-    client.send_to(&query(LOOKUPS), server.udp).await.expect("send");
+    client
+        .send_to(&query(LOOKUPS), server.udp)
+        .await
+        .expect("send");
     sleep(Duration::from_millis(100)).await;
 
     let before = HELD.load(Ordering::Relaxed);
@@ -66,7 +69,11 @@ async fn a_lookup_waiting_on_a_silent_upstream_holds_little_memory() {
     }
     let started = Instant::now();
     while server.stats.inflight().lookups < LOOKUPS + 1 {
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", server.stats.inflight());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            server.stats.inflight()
+        );
         sleep(Duration::from_millis(10)).await;
     }
     // Every attempt is sent and waiting.

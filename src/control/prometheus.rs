@@ -191,7 +191,7 @@ pub fn render(stats: &Stats) -> String {
 }
 
 /// The plain counters, by their exported name.
-fn counters(metrics: &Metrics) -> [(&'static str, &'static str, &Counter); 37] {
+fn counters(metrics: &Metrics) -> [(&'static str, &'static str, &Counter); 38] {
     [
         (
             "punctual_queries_dropped_total",
@@ -307,6 +307,11 @@ fn counters(metrics: &Metrics) -> [(&'static str, &'static str, &Counter); 37] {
             "punctual_upstream_ignored_replies_total",
             "Upstream replies ignored: wrong ID, question or content.",
             &metrics.upstream_ignored_replies,
+        ),
+        (
+            "punctual_upstream_stalled_connections_total",
+            "TCP/TLS upstream connections closed for a reply stalled mid-message.",
+            &metrics.upstream_stalled_connections,
         ),
         (
             "punctual_upstream_tcp_fallbacks_total",

@@ -89,6 +89,7 @@ impl Server {
                 spec.addr,
                 security,
                 options.idle_timeout,
+                options.max_rto,
                 Arc::clone(metrics),
             )
         });

@@ -9,7 +9,10 @@
 //! are random and unique among the queries in flight on the connection.
 //!
 //! The connection is closed when no query has waited on it for `idle_timeout`
-//! (RFC 7766 §6.2.3), and on any read or write error or EOF; its waiters then
+//! (RFC 7766 §6.2.3), when a reply frame begun is not whole within
+//! `frame_timeout` of its first byte (a peer dripping or stalling mid-message
+//! would hold every reply queued behind it, RFC 7766 §8 framing), and on any
+//! read or write error or EOF; its waiters then
 //! fail and the next query opens a new one. A query whose connection closed
 //! before its reply is retried once on a fresh connection (RFC 7766 §6.2.1.1:
 //! the server may close an idle connection while a query is on its way).
@@ -28,7 +31,7 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
@@ -68,22 +71,27 @@ pub struct StreamPool {
     addr: SocketAddr,
     security: Security,
     idle_timeout: Duration,
+    frame_timeout: Duration,
     /// The connection in use; the lock is held while a new one is made.
     current: tokio::sync::Mutex<Option<Arc<Connection>>>,
     metrics: Arc<Metrics>,
 }
 
 impl StreamPool {
+    /// `frame_timeout`: how long a reply may take from its first byte to its
+    /// last (the query deadline: a reply slower than that helps nobody).
     pub fn new(
         addr: SocketAddr,
         security: Security,
         idle_timeout: Duration,
+        frame_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> StreamPool {
         StreamPool {
             addr,
             security,
             idle_timeout,
+            frame_timeout,
             current: tokio::sync::Mutex::new(None),
             metrics,
         }
@@ -152,7 +160,7 @@ impl StreamPool {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
         let connection = match &self.security {
-            Security::Plain => Connection::start(tcp, self.idle_timeout, &self.metrics),
+            Security::Plain => Connection::start(tcp, self.timeouts(), &self.metrics),
             Security::Tls { connector, name } => {
                 let tls = connector
                     .connect(name.clone(), tcp)
@@ -160,13 +168,31 @@ impl StreamPool {
                     .inspect_err(|error| {
                         tracing::warn!(upstream = %self.addr, %error, "TLS handshake failed");
                     })?;
-                Connection::start(tls, self.idle_timeout, &self.metrics)
+                Connection::start(tls, self.timeouts(), &self.metrics)
             }
         };
         self.metrics.upstream_connections.inc();
         *current = Some(Arc::clone(&connection));
         Ok(connection)
     }
+}
+
+impl StreamPool {
+    fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            idle: self.idle_timeout,
+            frame: self.frame_timeout,
+        }
+    }
+}
+
+/// When a connection's reader gives up on it.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    /// No query waiting for this long.
+    idle: Duration,
+    /// A reply frame begun and not whole for this long.
+    frame: Duration,
 }
 
 enum Failure {
@@ -195,7 +221,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn start<S>(stream: S, idle_timeout: Duration, metrics: &Arc<Metrics>) -> Arc<Connection>
+    fn start<S>(stream: S, timeouts: Timeouts, metrics: &Arc<Metrics>) -> Arc<Connection>
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -210,7 +236,7 @@ impl Connection {
         tokio::spawn(read_replies(
             reader,
             Arc::clone(&connection),
-            idle_timeout,
+            timeouts,
             Arc::clone(metrics),
         ));
         connection
@@ -315,12 +341,15 @@ async fn write_frames<W: AsyncWrite>(
 async fn read_replies<R: AsyncRead>(
     reader: R,
     connection: Arc<Connection>,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     metrics: Arc<Metrics>,
 ) {
     let mut reader = std::pin::pin!(reader);
     let mut buffer = BytesMut::with_capacity(READ_BUFFER);
+    // When the first byte of the frame now in the buffer arrived.
+    let mut frame_started: Option<Instant> = None;
     'connection: loop {
+        let mut delivered = false;
         while buffer.len() >= 2 {
             let len = usize::from(u16::from_be_bytes([buffer[0], buffer[1]]));
             if buffer.len() < 2 + len {
@@ -330,7 +359,14 @@ async fn read_replies<R: AsyncRead>(
             buffer.advance(2);
             let frame = buffer.split_to(len);
             connection.deliver(&frame, &metrics);
+            delivered = true;
         }
+        frame_started = match frame_started {
+            _ if buffer.is_empty() => None,
+            Some(started) if !delivered => Some(started),
+            _ => Some(Instant::now()),
+        };
+        let stalled_at = frame_started.map(|started| started + timeouts.frame);
         let idle = connection.is_idle();
         tokio::select! {
             () = connection.closed.cancelled() => break 'connection,
@@ -340,10 +376,14 @@ async fn read_replies<R: AsyncRead>(
                 Ok(0) | Err(_) => break 'connection,
                 Ok(_) => {}
             },
-            () = sleep(idle_timeout), if idle => {
+            () = sleep(timeouts.idle), if idle => {
                 if connection.is_idle() {
                     break 'connection;
                 }
+            }
+            () = sleep_until(stalled_at.unwrap_or_else(Instant::now)), if stalled_at.is_some() => {
+                metrics.upstream_stalled_connections.inc();
+                break 'connection;
             }
         }
     }

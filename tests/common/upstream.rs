@@ -1,7 +1,8 @@
 //! `FakeUpstream`: a scripted DNS server that integration tests point the resolver at.
 //! It serves a small in-memory zone table over UDP and TCP on one loopback port, and can
 //! be switched at any moment into a misbehaving mode (slow, silent, spoofed, garbled,
-//! truncated, dripping) so a test can check how the resolver copes. Everything it
+//! truncated, dripping, cut short, oversized, with lying counts or looping names) so a
+//! test can check how the resolver copes. Everything it
 //! receives is counted, and the last query is kept so tests can assert what the resolver
 //! actually sent upstream. It never panics on input, whatever arrives on the wire.
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SOA, TXT};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
@@ -75,6 +76,28 @@ pub enum Behavior {
     TcpDrip,
     /// Send every answer twice (two datagrams, or two TCP frames).
     AnswerTwice,
+    /// Two replies with the right ID and question that no decoder may accept:
+    /// one whose answer's owner name is a compression pointer to itself, one
+    /// whose CNAME target is a label followed by a pointer back to that label
+    /// (RFC 1035 §4.1.4: a pointer must point to a prior occurrence).
+    PointerLoop,
+    /// The real answer with ANCOUNT changed by this much (wrapping): larger
+    /// announces records that are not there, smaller leaves records (and the
+    /// OPT) behind the last one announced.
+    AnswerCountOff(i8),
+    /// The real answer with every answer record's class set to CH (RFC 1035
+    /// §3.2.4) while the question stays IN.
+    ChaosClass,
+    /// UDP: the real answer padded with TXT records in the additional section
+    /// to at least this many bytes, whatever the client advertised. TCP: the
+    /// plain answer.
+    OversizedUdp(usize),
+    /// UDP: reply TC=1. TCP: send the length prefix and half of the reply,
+    /// then close the connection (RFC 7766 §8 framing cut mid-message).
+    TcpCutShort,
+    /// Five replies with random IDs (never the query's) and poisoned data at
+    /// once, then the real reply after the duration.
+    UnsolicitedFirst(Duration),
 }
 
 /// The transport a query arrived on.
@@ -124,6 +147,8 @@ struct Step {
     from_decoy: bool,
     /// TCP only: write one byte per [`DRIP_INTERVAL`].
     drip: bool,
+    /// TCP only: write half the frame, then close the connection.
+    cut: bool,
 }
 
 impl Step {
@@ -137,6 +162,7 @@ impl Step {
             bytes,
             from_decoy: false,
             drip: false,
+            cut: false,
         }
     }
 }
@@ -504,6 +530,14 @@ where
             let mut frame = Vec::with_capacity(2 + step.bytes.len());
             frame.extend_from_slice(&len.to_be_bytes());
             frame.extend_from_slice(&step.bytes);
+            if step.cut {
+                // Half a message, then FIN: the reader sees EOF mid-frame.
+                let half = &frame[..2 + step.bytes.len() / 2];
+                let _ = writer.write_all(half).await;
+                let _ = writer.flush().await;
+                let _ = writer.shutdown().await;
+                return;
+            }
             if step.drip {
                 for (i, byte) in frame.iter().enumerate() {
                     if i > 0 {
@@ -620,7 +654,96 @@ fn plan(shared: &Shared, bytes: &[u8], transport: Transport) -> Vec<Step> {
             vec![step]
         }
         Behavior::AnswerTwice => vec![Step::now(answer()), Step::now(answer())],
+        Behavior::PointerLoop => pointer_loops(&query).into_iter().map(Step::now).collect(),
+        Behavior::AnswerCountOff(delta) => {
+            let mut bytes = answer();
+            if bytes.len() >= 12 {
+                let count = u16::from_be_bytes([bytes[6], bytes[7]]);
+                let count = count.wrapping_add_signed(i16::from(delta));
+                bytes[6..8].copy_from_slice(&count.to_be_bytes());
+            }
+            vec![Step::now(bytes)]
+        }
+        Behavior::ChaosClass => {
+            let mut reply = resolve(shared, &query);
+            for record in &mut reply.answers {
+                record.dns_class = DNSClass::CH;
+            }
+            vec![Step::now(encode(&reply, &query, transport))]
+        }
+        Behavior::OversizedUdp(size) if udp => {
+            let mut reply = resolve(shared, &query);
+            let filler = Name::from_ascii("pad.fake-upstream.invalid.").unwrap_or_default();
+            while reply.to_vec().map_or(0, |b| b.len()) < size {
+                let text = TXT::new(vec!["x".repeat(40)]);
+                reply
+                    .additionals
+                    .push(Record::from_rdata(filler.clone(), 300, RData::TXT(text)));
+            }
+            // Sent whole: this upstream ignores the size the client advertised.
+            vec![Step::now(reply.to_vec().unwrap_or_default())]
+        }
+        Behavior::OversizedUdp(_) => vec![Step::now(answer())],
+        Behavior::TcpCutShort if udp => vec![Step::now(truncated())],
+        Behavior::TcpCutShort => {
+            let mut step = Step::now(answer());
+            step.cut = true;
+            vec![step]
+        }
+        Behavior::UnsolicitedFirst(delay) => {
+            let mut steps: Vec<Step> = (0..5)
+                .map(|_| {
+                    let mut spoof = poisoned(&query);
+                    spoof.metadata.id = loop {
+                        let id: u16 = rand::random();
+                        if id != query.id {
+                            break id;
+                        }
+                    };
+                    Step::now(encode(&spoof, &query, transport))
+                })
+                .collect();
+            steps.push(Step::after(delay, answer()));
+            steps
+        }
     }
+}
+
+/// Two replies to `query` whose names loop through compression pointers
+/// (RFC 1035 §4.1.4): right ID, QR set, the question echoed, one answer each.
+fn pointer_loops(query: &Message) -> Vec<Vec<u8>> {
+    let mut skeleton = reply_skeleton(query);
+    skeleton.edns = None;
+    let Ok(head) = skeleton.to_vec() else {
+        return Vec::new();
+    };
+    let mut replies = Vec::with_capacity(2);
+    let record_tail = |out: &mut Vec<u8>, rtype: u16, rdata: &[u8]| {
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes()); // class IN
+        out.extend_from_slice(&300u32.to_be_bytes());
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(rdata);
+    };
+
+    // The answer's owner name is a pointer to its own offset.
+    let mut own = head.clone();
+    own[6..8].copy_from_slice(&1u16.to_be_bytes());
+    let at = own.len() as u16;
+    own.extend_from_slice(&(0xc000 | at).to_be_bytes());
+    record_tail(&mut own, 1, &POISON_V4.octets());
+    replies.push(own);
+
+    // The CNAME target is label "x" then a pointer back to that label.
+    let mut target = head;
+    target[6..8].copy_from_slice(&1u16.to_be_bytes());
+    target.extend_from_slice(&0xc00cu16.to_be_bytes()); // owner: the question name
+    let rdata_at = target.len() as u16 + 10;
+    let mut rdata = vec![1, b'x'];
+    rdata.extend_from_slice(&(0xc000 | rdata_at).to_be_bytes());
+    record_tail(&mut target, 5, &rdata);
+    replies.push(target);
+    replies
 }
 
 /// A response header for `query`: same ID, opcode, RD and CD, QR and RA set, question
