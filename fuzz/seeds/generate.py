@@ -117,5 +117,10 @@ replies = {
     "no-opt": (0x00, reply(0xBEEF, "example.com", A, 0, [rr(QPTR, A, 300, bytes([192, 0, 2, 1]))], edns=False)),
     "txt-own-question": (0x06, reply(0xBEEF, "Txt.Example.Net", TXT, 0, [rr(QPTR, TXT, 3600, b"\x05hello")])),
 }
+# Asked HTTPS (65, 0x0041, control 0x05), the reply is for type 97 (0x0061):
+# not our question, though the bytes differ only in ASCII case.
+https_case = bytearray(reply(0xBEEF, "example.com", A, 0, [rr(QPTR, A, 300, bytes([192, 0, 2, 1]))]))
+https_case[12 + len(name("example.com")) + 1] = 0x61
+replies["https-qtype-case"] = (0x05, bytes(https_case))
 for file, (control, data) in replies.items():
     write("upstream_reply", file, bytes([control, 0x4C, 0x12, 0x34]) + data)
