@@ -136,33 +136,10 @@ impl Server {
         config.validate()?;
         let upstreams = config.upstreams()?;
         let limits = &config.limits;
-        let cache = &config.cache;
-        let metrics = Arc::new(Metrics::default());
-        let routes = build_routes(config, upstreams, &metrics)?;
         let hosts_files = HostsFiles::load(&config.local.hosts_files);
         let hosts = Arc::new(Hosts::new(hosts_files.table()));
-        let local = LocalAnswers::new(config, Arc::clone(&hosts));
-        let resolver = Resolver::new(
-            routes,
-            local,
-            ResolverLimits {
-                deadline: limits.deadline,
-                max_inflight: limits.max_inflight,
-                max_waiters: limits.max_waiters,
-                cache: CacheLimits {
-                    entries: NonZeroUsize::new(cache.entries).unwrap_or(NonZeroUsize::MIN),
-                    max_bytes: cache.max_bytes,
-                    ttl: TtlPolicy::new(cache.min_ttl, cache.max_ttl, cache.negative_max_ttl),
-                    failure_ttl: cache.failure_ttl,
-                    serve_stale: cache.serve_stale,
-                    stale_max_age: cache.stale_max_age,
-                    prefetch: cache.prefetch,
-                },
-                stale_answer_after: config.stale_answer_after(),
-                stale_ttl: whole_seconds(cache.stale_ttl),
-            },
-            Arc::clone(&metrics),
-        );
+        let resolver = build_resolver(config, upstreams, Arc::clone(&hosts))?;
+        let metrics = Arc::clone(resolver.metrics());
         let query_log = QueryLog::open(&config.query_log, Arc::clone(&metrics))?;
         let guard = Arc::new(Guard::new(GuardLimits::from_config(config), metrics));
         let listeners = if inherited.is_empty() {
@@ -291,6 +268,43 @@ impl Server {
         }
         log_final_counters(&self.resolver);
     }
+}
+
+/// The resolver `config` (validated) describes, asking `upstreams` and
+/// answering from `hosts`, without binding or sending anything: sockets are
+/// only opened when a lookup runs. [`Server::bind_with`] serves it; the fuzz
+/// targets drive its `handle` directly.
+pub fn build_resolver(
+    config: &Config,
+    upstreams: Vec<UpstreamAddr>,
+    hosts: Arc<Hosts>,
+) -> Result<Arc<Resolver>, ServerError> {
+    let limits = &config.limits;
+    let cache = &config.cache;
+    let metrics = Arc::new(Metrics::default());
+    let routes = build_routes(config, upstreams, &metrics)?;
+    let local = LocalAnswers::new(config, hosts);
+    Ok(Resolver::new(
+        routes,
+        local,
+        ResolverLimits {
+            deadline: limits.deadline,
+            max_inflight: limits.max_inflight,
+            max_waiters: limits.max_waiters,
+            cache: CacheLimits {
+                entries: NonZeroUsize::new(cache.entries).unwrap_or(NonZeroUsize::MIN),
+                max_bytes: cache.max_bytes,
+                ttl: TtlPolicy::new(cache.min_ttl, cache.max_ttl, cache.negative_max_ttl),
+                failure_ttl: cache.failure_ttl,
+                serve_stale: cache.serve_stale,
+                stale_max_age: cache.stale_max_age,
+                prefetch: cache.prefetch,
+            },
+            stale_answer_after: config.stale_answer_after(),
+            stale_ttl: whole_seconds(cache.stale_ttl),
+        },
+        metrics,
+    ))
 }
 
 /// The upstream pools of `config`: `[upstream]` with `upstreams`, then one per
