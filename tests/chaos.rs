@@ -250,8 +250,17 @@ async fn dripping_tcp_upstream_is_cut_off_at_the_deadline() {
     let reply = ask(server.udp, NAME).await;
     assert_servfail_by_deadline(&reply, EDE_NO_REACHABLE_AUTHORITY, "drip");
     assert!(reply.elapsed >= TEST_DEADLINE, "{:?}", reply.elapsed);
-    recovers(&upstream, &server, NAME, ip, "drip").await;
+    // The stalled connection is cut one deadline after the reply's first byte.
     let metrics = server.stats.metrics();
+    let give_up = tokio::time::Instant::now() + TEST_DEADLINE * 2;
+    while metrics.upstream_stalled_connections.get() < 1 {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the drip was not cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    recovers(&upstream, &server, NAME, ip, "drip").await;
     assert_eq!(metrics.upstream_stalled_connections.get(), 1);
     assert_eq!(metrics.upstream_connections.get(), 2, "a fresh connection");
     server.stop().await;
