@@ -7,6 +7,9 @@
 #   cached   cached names at full speed   -> q/s, lost %, resolver CPU, answers/CPU-s
 #   miss     unique names at full speed   -> same (every query goes upstream)
 #   latency  cached names at a fixed rate -> p50 / p99 / p99.9 from per-query latencies
+#   flood    the latency workload twice: alone ("quiet"), then while one client
+#            (benches/flood.rs) sends malformed packets at full speed ("flooded")
+#            -> the p99 and p99.9 the flood adds; not in the default set
 #
 # Two more start a punctual of their own per run (small [cache] config, log level
 # info) and read its counters line at shutdown; not in the default set:
@@ -62,7 +65,9 @@ TIMEOUT=${TIMEOUT:-2}                         # dnsperf -t, seconds before a que
 LATENCY_QPS=${LATENCY_QPS:-10000}             # dnsperf -Q for the latency workload
 CACHED_NAMES=${CACHED_NAMES:-1000}
 MISS_NAMES=${MISS_NAMES:-2000000}
-WORKLOADS=${WORKLOADS:-cached miss latency}   # also: shortttl rss hedge hung
+WORKLOADS=${WORKLOADS:-cached miss latency}   # also: flood shortttl rss hedge hung
+FLOOD_FROM=${FLOOD_FROM:-127.0.0.204}         # flood: the flooder's address
+FLOOD_MAX=${FLOOD_MAX:-100000000}             # flood: packets at most (it stops after DURATION + 2 s anyway)
 SHORT_NAMES=${SHORT_NAMES:-500}               # shortttl: names per TTL set
 SHORT_QPS=${SHORT_QPS:-2000}                  # shortttl: dnsperf -Q
 SHORT_DURATION=${SHORT_DURATION:-60}          # shortttl: dnsperf -l of each of its 4 runs
@@ -97,13 +102,13 @@ KEEP_TMP=${KEEP_TMP:-0}
 BENCH=load.sh
 # shellcheck source=benches/common.sh
 . "$SCRIPT_DIR/common.sh"
-for v in UPSTREAM_ADDR RESOLVER_ADDR UPSTREAM2_ADDR; do
+for v in UPSTREAM_ADDR RESOLVER_ADDR UPSTREAM2_ADDR FLOOD_FROM; do
     is_loopback "${!v}" || die "$v=${!v} is not a 127.0.0.0/8 address; this script only talks to loopback"
 done
 for v in UPSTREAM_PORT RESOLVER_PORT INSTANCE_PORT CONTROL_PORT INSTANCE_CONTROL_PORT; do is_port "${!v}" || die "$v=${!v} is not a port"; done
 for v in DURATION CLIENTS OUTSTANDING THREADS TIMEOUT LATENCY_QPS CACHED_NAMES MISS_NAMES NSD_SERVERS \
     SHORT_NAMES SHORT_QPS SHORT_DURATION RSS_ENTRIES RSS_TIME_LIMIT HEDGE_QPS HEDGE_OUTSTANDING \
-    HUNG_QPS HUNG_DURATION HUNG_TIMEOUT HUNG_DEADLINE_MS HUNG_OUTSTANDING HUNG_THREADS ${CACHE_ENTRIES:+CACHE_ENTRIES}; do
+    HUNG_QPS HUNG_DURATION HUNG_TIMEOUT HUNG_DEADLINE_MS HUNG_OUTSTANDING HUNG_THREADS FLOOD_MAX ${CACHE_ENTRIES:+CACHE_ENTRIES}; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]] || [ "${!v}" -eq 0 ]; then die "$v=${!v} must be a positive integer"; fi
 done
 case $TARGET in
@@ -118,9 +123,9 @@ CLASSIC=""                                    # workloads run against the resolv
 OWN=""                                        # workloads that start a punctual of their own
 for w in $WORKLOADS; do
     case $w in
-        cached | miss | latency) CLASSIC+=" $w" ;;
+        cached | miss | latency | flood) CLASSIC+=" $w" ;;
         shortttl | rss | hedge | hung) OWN+=" $w" ;;
-        *) die "unknown workload $w (cached | miss | latency | shortttl | rss | hedge | hung)" ;;
+        *) die "unknown workload $w (cached | miss | latency | flood | shortttl | rss | hedge | hung)" ;;
     esac
 done
 HEDGE=0
@@ -162,6 +167,8 @@ NSD2_PID=""                                   # hedge: the second upstream nsd
 SERVER_PID=""                                 # resolver process this script started
 INSTANCE_PID=""                               # resolver started by shortttl, rss, hedge or hung (one at a time)
 DNSPERF_PID=""
+FLOOD_PID=""                                  # flood: the flooder
+ROWS=""                                       # rows of the report's table, in the order run
 
 cleanup() {
     local rc=$?
@@ -170,6 +177,7 @@ cleanup() {
     restore_policy_rc
     resume_stopped
     stop_pid "$DNSPERF_PID" dnsperf
+    stop_pid "$FLOOD_PID" flooder
     stop_pid "$INSTANCE_PID" "$TARGET (instance)"
     stop_pid "$SERVER_PID" "$TARGET"
     stop_pid "$NSD_PID" nsd
@@ -201,6 +209,12 @@ if [ "$TARGET" = punctual ]; then
         cargo build --release >&2
     fi
     [ -x "$PUNCTUAL" ] || die "$PUNCTUAL is not an executable (set PUNCTUAL=path)"
+fi
+FLOODER=""
+if [[ " $CLASSIC " == *" flood "* ]]; then
+    # cargo names the bench executable it built: "Executable benches/flood.rs (PATH)"
+    FLOODER=$(cargo bench --bench flood --no-run 2>&1 | sed -n 's/.*Executable benches\/flood.rs (\(.*\))/\1/p' | tail -n 1)
+    [ -x "$FLOODER" ] || die "cargo bench --bench flood --no-run did not name an executable"
 fi
 
 # ---------------------------------------------------------------- data and upstream
@@ -653,6 +667,23 @@ inflight_lookups() {
         tr -d ' \n' | sed -n 's/.*"inflight":{[^}]*"lookups":\([0-9]*\).*/\1/p' | grep . || echo -
 }
 
+# latency_run ROW: DURATION s of cached names at LATENCY_QPS with per-response
+# latencies (dnsperf -v) -> R[ROW.*], with R[ROW.n], R[ROW.p50], R[ROW.p99], R[ROW.p999]
+latency_run() {
+    local row=$1 out=$TMP/$1.out
+    log "$row: ${DURATION}s of cached names at $LATENCY_QPS q/s"
+    dnsperf_run "$out" -d "$TMP/cached.txt" -l "$DURATION" -Q "$LATENCY_QPS" \
+        -c "$CLIENTS" -q "$OUTSTANDING" -T "$THREADS" -v
+    record "$row" "$out"
+    ROWS+=" $row"
+    if awk -v q="${R[$row.qps]}" -v t="$LATENCY_QPS" 'BEGIN { exit !(q < 0.95 * t) }'; then
+        log "warning: $row run reached ${R[$row.qps]} q/s, short of -Q $LATENCY_QPS"
+    fi
+    # -v prints "> RCODE NAME TYPE LATENCY_S" per response ("> T ..." for a timeout)
+    awk '$1 == ">" && $2 != "T" && $2 != "I" && NF == 5 { print $5 }' "$out" > "$TMP/$row.latencies"
+    read -r "R[$row.n]" "R[$row.p50]" "R[$row.p99]" "R[$row.p999]" < <(pcts "$TMP/$row.latencies")
+}
+
 for w in $WORKLOADS; do
     case $w in
         cached)
@@ -661,33 +692,36 @@ for w in $WORKLOADS; do
             dnsperf_run "$TMP/cached.out" -d "$TMP/cached.txt" -l "$DURATION" \
                 -c "$CLIENTS" -q "$OUTSTANDING" -T "$THREADS"
             record cached "$TMP/cached.out"
+            ROWS+=" cached"
             ;;
         miss)
             log "miss: ${DURATION}s at full speed over unique names (-c $CLIENTS -q $OUTSTANDING -T $THREADS)"
             dnsperf_run "$TMP/miss.out" -d "$TMP/miss.txt" -n 1 -l "$DURATION" \
                 -c "$CLIENTS" -q "$OUTSTANDING" -T "$THREADS"
             record miss "$TMP/miss.out"
+            ROWS+=" miss"
             if [ "${R[miss.sent]}" -ge "$MISS_NAMES" ]; then
                 log "warning: the miss run used all $MISS_NAMES names before ${DURATION}s; raise MISS_NAMES"
             fi
             ;;
         latency)
             warm
-            log "latency: ${DURATION}s of cached names at $LATENCY_QPS q/s"
-            dnsperf_run "$TMP/latency.out" -d "$TMP/cached.txt" -l "$DURATION" -Q "$LATENCY_QPS" \
-                -c "$CLIENTS" -q "$OUTSTANDING" -T "$THREADS" -v
-            record latency "$TMP/latency.out"
-            if awk -v q="${R[latency.qps]}" -v t="$LATENCY_QPS" 'BEGIN { exit !(q < 0.95 * t) }'; then
-                log "warning: latency run reached ${R[latency.qps]} q/s, short of -Q $LATENCY_QPS"
-            fi
-            # -v prints "> RCODE NAME TYPE LATENCY_S" per response ("> T ..." for a timeout)
-            awk '$1 == ">" && $2 != "T" && $2 != "I" && NF == 5 { print $5 }' "$TMP/latency.out" |
-                sort -g > "$TMP/latencies.txt"
-            read -r 'R[latency.n]' 'R[latency.p50]' 'R[latency.p99]' 'R[latency.p999]' < <(
-                awk '{ v[NR] = $1 }
-                     function pct(p,   i) { i = int(p * NR + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; return v[i] * 1000 }
-                     END { if (NR == 0) { print 0, "-", "-", "-"; exit }
-                           printf "%d %.3f %.3f %.3f\n", NR, pct(0.50), pct(0.99), pct(0.999) }' "$TMP/latencies.txt")
+            latency_run latency
+            ;;
+        flood)
+            warm
+            latency_run quiet
+            log "flood: $FLOOD_FROM floods $RESOLVER_ADDR:$PERF_PORT with malformed packets (at most $FLOOD_MAX)"
+            "${LOADGEN[@]}" "$FLOODER" "$FLOOD_FROM" "$RESOLVER_ADDR:$PERF_PORT" "$((DURATION + 2))" "$FLOOD_MAX" > "$TMP/flood.log" 2>&1 &
+            FLOOD_PID=$!
+            sleep 1
+            latency_run flooded
+            wait "$FLOOD_PID" || die "the flooder failed: $(cat "$TMP/flood.log")"
+            FLOOD_PID=""
+            R[flood.sent]=$(cat "$TMP/flood.log")
+            R[flood.added_p99]=$(awk -v a="${R[quiet.p99]}" -v b="${R[flooded.p99]}" 'BEGIN { printf "%+.3f", b - a }')
+            R[flood.added_p999]=$(awk -v a="${R[quiet.p999]}" -v b="${R[flooded.p999]}" 'BEGIN { printf "%+.3f", b - a }')
+            log "${R[flood.sent]}; p99 ${R[quiet.p99]} -> ${R[flooded.p99]} ms"
             ;;
         shortttl)
             if [ "$SHORT_DURATION" -lt 30 ]; then
@@ -704,7 +738,7 @@ for w in $WORKLOADS; do
         rss) rss ;;
         hedge) hedge ;;
         hung) hung ;;
-        *) die "unknown workload $w (cached | miss | latency | shortttl | rss | hedge | hung)" ;;
+        *) die "unknown workload $w (cached | miss | latency | flood | shortttl | rss | hedge | hung)" ;;
     esac
 done
 
@@ -732,16 +766,21 @@ report_classic() {
     printf '%-8s | %10s | %6s | %14s | %17s | %8s | %8s | %8s\n' \
         workload 'q/s' 'lost %' 'resolver CPU s' 'answers per CPU-s' 'p50 ms' 'p99 ms' 'p99.9 ms'
     printf '%s\n' '---------+------------+--------+----------------+-------------------+----------+----------+---------'
-    for w in $CLASSIC; do
+    for w in $ROWS; do
         printf '%-8s | %10.0f | %6s | %14s | %17s | %8s | %8s | %8s\n' "$w" "${R[$w.qps]}" "${R[$w.lost]}" \
             "${R[$w.cpu]}" "${R[$w.per_cpu]}" "${R[$w.p50]:--}" "${R[$w.p99]:--}" "${R[$w.p999]:--}"
     done
     echo
-    for w in $CLASSIC; do
+    for w in $ROWS; do
         echo "$w: sent ${R[$w.sent]}, answered ${R[$w.completed]} in ${R[$w.runtime]} s; rcodes: ${R[$w.rcodes]:-none}; upstream nsd CPU ${R[$w.upcpu]} s"
     done
-    if [[ " $CLASSIC " == *" latency "* ]]; then
-        echo "latency percentiles over ${R[latency.n]} answered queries (dnsperf -v per-response latency; lost queries excluded)"
+    for w in latency quiet flooded; do
+        if [[ " $ROWS " == *" $w "* ]]; then
+            echo "$w percentiles over ${R[$w.n]} answered queries (dnsperf -v per-response latency; lost queries excluded)"
+        fi
+    done
+    if [[ " $ROWS " == *" flooded "* ]]; then
+        echo "flood: ${R[flood.sent]}; added p99 ${R[flood.added_p99]} ms, p99.9 ${R[flood.added_p999]} ms (flooded - quiet)"
     fi
     echo "resolver peak RSS: ${RSS_KB} kB"
 }

@@ -179,7 +179,9 @@ fn main() -> ExitCode {
         Command::Check { config } => match load(&config) {
             Ok((config, origin)) => match config.identity().and_then(|_| config.upstreams()) {
                 Ok(upstreams) => {
-                    println!("{origin}: ok (upstreams: {upstreams:?})");
+                    let upstreams: Vec<String> =
+                        upstreams.iter().map(ToString::to_string).collect();
+                    println!("{origin}: ok (upstreams: {})", upstreams.join(", "));
                     ExitCode::SUCCESS
                 }
                 Err(error) => usage_failure(&error),

@@ -200,6 +200,11 @@ fn a_non_loopback_listener_without_allow_stops_check_and_run_with_64() {
         .output()
         .expect("run check");
     assert_eq!(check.status.code(), Some(0), "{check:?}");
+    // The upstreams are named as the config names them.
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout),
+        format!("{}: ok (upstreams: 127.0.0.173:5300)\n", allowed.path())
+    );
 
     // The flag counts the same; `run` stops before binding anything.
     let mut run = Command::new(BIN)
