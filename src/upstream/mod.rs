@@ -119,7 +119,9 @@ impl Attempt<'_> {
     async fn finish(self, question: Arc<Question>, metrics: Arc<Metrics>) -> io::Result<Answer> {
         match self {
             Attempt::Udp(attempt) => attempt.receive(question, metrics).await,
-            Attempt::Stream(pool) => pool.exchange(&question).await,
+            // Boxed: a stream exchange may include a TLS handshake, a large
+            // future that would otherwise size every UDP attempt like itself.
+            Attempt::Stream(pool) => Box::pin(pool.exchange(&question)).await,
         }
     }
 }

@@ -5,11 +5,12 @@
 //! source address or port, and report ICMP port-unreachable as an error, so a
 //! closed upstream port fails fast instead of at the deadline.
 
-use std::io;
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
@@ -54,13 +55,23 @@ impl Attempt {
         question: Arc<Question>,
         metrics: Arc<Metrics>,
     ) -> io::Result<Answer> {
-        // Received into spare capacity: no zeroing of 4 KiB per attempt.
-        let mut buffer = Vec::with_capacity(REPLY_BUFFER);
         loop {
-            buffer.clear();
-            self.socket.recv_buf(&mut buffer).await?;
-            let received = Instant::now();
-            match question.accept(&buffer, self.id, received) {
+            // The datagram is read on the stack once the socket is readable and
+            // kept at its own length: a waiting attempt (thousands of them when
+            // an upstream hangs) holds no receive buffer. ERROR readiness too, as
+            // tokio's own `recv` waits: a queued ICMP port-unreachable
+            // (EPOLLERR) then ends the wait with its error at once.
+            let reply = self
+                .socket
+                .async_io(Interest::READABLE | Interest::ERROR, || {
+                    let mut buffer = [0u8; REPLY_BUFFER];
+                    // recv(2) itself: tokio's `try_recv` would first check for
+                    // READABLE alone and report an ERROR wake-up as WouldBlock.
+                    let len = (&*SockRef::from(&self.socket)).read(&mut buffer)?;
+                    Ok(buffer[..len].to_vec())
+                })
+                .await?;
+            match question.accept(&reply, self.id, Instant::now()) {
                 Some(answer) => return Ok(answer),
                 None => metrics.upstream_ignored_replies.inc(),
             }
