@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ::punctual::config::Config;
-use ::punctual::control::request;
+use ::punctual::control::{MAX_CONNECTIONS, request};
 use common::punctual::{TEST_DEADLINE, TestServer, core_config, start_with};
 use common::*;
 use hickory_proto::op::ResponseCode;
@@ -326,5 +326,81 @@ async fn stats_and_flush_commands_talk_to_the_endpoint() {
         .output()
         .expect("run stats");
     assert_eq!(unreachable.status.code(), Some(1), "{unreachable:?}");
+    server.stop().await;
+}
+
+/// The edge of `MAX_CONNECTIONS`: 64 connections that are served and hold
+/// (each has sent half a request line, so hyper waits for the rest), then a
+/// 65th is closed at once without a reply. The 64 were served all along (one
+/// finishes its request and gets 200); once they close, a new request succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_connection_over_the_limit_is_closed_at_once() {
+    /// Far below HEADER_TIMEOUT (5 s): a close seen within this is the limit's.
+    const PROMPTLY: Duration = Duration::from_millis(500);
+    let upstream = FakeUpstream::start(loopback(116)).await;
+    let server = start_with(with_control(core_config(&[upstream.addr()]))).await;
+    let control = server.control.expect("control on");
+
+    let mut held = Vec::with_capacity(MAX_CONNECTIONS);
+    for _ in 0..MAX_CONNECTIONS {
+        let mut stream = TcpStream::connect(control).await.expect("connect");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\n")
+            .await
+            .expect("half a request");
+        held.push(stream);
+    }
+    // The listener accepts in arrival order, so the 64 took every permit
+    // before this one is accepted.
+    let mut over = TcpStream::connect(control).await.expect("connect");
+    // Written whole: were it served, the reply would come at once.
+    let _ = over
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut reply = [0u8; 256];
+    let read = tokio::time::timeout(PROMPTLY, over.read(&mut reply)).await;
+    let got = match &read {
+        Ok(Ok(len)) => String::from_utf8_lossy(&reply[..*len]).into_owned(),
+        _ => String::new(),
+    };
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the 65th connection was not closed within {PROMPTLY:?}: {read:?} {got:?}"
+    );
+
+    // The held ones are served: the first finishes its request.
+    let first = &mut held[0];
+    first
+        .write_all(b"Host: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("rest of the request");
+    let mut response = Vec::new();
+    tokio::time::timeout(HTTP_LIMIT, first.read_to_end(&mut response))
+        .await
+        .expect("a held connection is answered")
+        .expect("read the response");
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&response)
+    );
+
+    // Closed by the client, the held connections give their places back:
+    // their tasks end when they read EOF, soon after, not at a timeout.
+    drop(held);
+    let give_up = tokio::time::Instant::now() + PROMPTLY;
+    loop {
+        match request(control, "GET", "/healthz", HTTP_LIMIT).await {
+            Ok((200, body)) => {
+                assert_eq!(body, "ok\n");
+                break;
+            }
+            other => assert!(
+                tokio::time::Instant::now() < give_up,
+                "no place free {PROMPTLY:?} after closing the held connections: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     server.stop().await;
 }
