@@ -200,6 +200,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ede_codes_past_the_last_slot_share_it() {
+        let metrics = Metrics::default();
+        metrics.count_ede(30);
+        metrics.count_ede(31);
+        metrics.count_ede(32);
+        metrics.count_ede(u16::MAX);
+        assert_eq!(metrics.ede_sent[30].get(), 1);
+        assert_eq!(metrics.ede_sent[EDE_SLOTS - 1].get(), 3);
+    }
+
+    #[test]
     fn histogram_buckets_are_upper_inclusive_and_cumulative() {
         let histogram = Histogram::default();
         histogram.observe(Duration::from_micros(100));

@@ -1,7 +1,9 @@
 //! The control endpoint: `/metrics` families move when their events happen,
 //! `/healthz`, `/stats`, `POST /cache/flush` with its scopes (the next query
-//! reaches the upstream again), the allow list, and the `stats`/`flush`
-//! commands of the binary against a running server.
+//! reaches the upstream again), the allow list, the bounds on connections (at
+//! most 64 at once; headers within 5 s, a connection within 10 s, shown on a
+//! paused clock), and the `stats`/`flush` commands of the binary against a
+//! running server.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ::punctual::config::Config;
-use ::punctual::control::request;
+use ::punctual::control::{CONNECTION_TIMEOUT, MAX_CONNECTIONS, request};
 use common::punctual::{TEST_DEADLINE, TestServer, core_config, start_with};
 use common::*;
 use hickory_proto::op::ResponseCode;
@@ -19,6 +21,9 @@ use tokio::net::TcpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_punctual");
 const HTTP_LIMIT: Duration = Duration::from_secs(2);
+/// How late a timeout may fire on a paused clock (only the work done while
+/// the clock stands still counts).
+const PAUSED_SLACK: Duration = Duration::from_millis(100);
 
 fn with_control(mut config: Config) -> Config {
     config.control.address = Some("127.0.0.1:0".parse().expect("address"));
@@ -326,5 +331,153 @@ async fn stats_and_flush_commands_talk_to_the_endpoint() {
         .output()
         .expect("run stats");
     assert_eq!(unreachable.status.code(), Some(1), "{unreachable:?}");
+    server.stop().await;
+}
+
+/// The edge of `MAX_CONNECTIONS`: 64 connections that are served and hold
+/// (each has sent half a request line, so hyper waits for the rest), then a
+/// 65th is closed at once without a reply. The 64 were served all along (one
+/// finishes its request and gets 200); once they close, a new request succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_connection_over_the_limit_is_closed_at_once() {
+    /// Far below HEADER_TIMEOUT (5 s): a close seen within this is the limit's.
+    const PROMPTLY: Duration = Duration::from_millis(500);
+    let upstream = FakeUpstream::start(loopback(116)).await;
+    let server = start_with(with_control(core_config(&[upstream.addr()]))).await;
+    let control = server.control.expect("control on");
+
+    let mut held = Vec::with_capacity(MAX_CONNECTIONS);
+    for _ in 0..MAX_CONNECTIONS {
+        let mut stream = TcpStream::connect(control).await.expect("connect");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\n")
+            .await
+            .expect("half a request");
+        held.push(stream);
+    }
+    // The listener accepts in arrival order, so the 64 took every permit
+    // before this one is accepted.
+    let mut over = TcpStream::connect(control).await.expect("connect");
+    // Written whole: were it served, the reply would come at once.
+    let _ = over
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut reply = [0u8; 256];
+    let read = tokio::time::timeout(PROMPTLY, over.read(&mut reply)).await;
+    let got = match &read {
+        Ok(Ok(len)) => String::from_utf8_lossy(&reply[..*len]).into_owned(),
+        _ => String::new(),
+    };
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the 65th connection was not closed within {PROMPTLY:?}: {read:?} {got:?}"
+    );
+
+    // The held ones are served: the first finishes its request.
+    let first = &mut held[0];
+    first
+        .write_all(b"Host: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("rest of the request");
+    let mut response = Vec::new();
+    tokio::time::timeout(HTTP_LIMIT, first.read_to_end(&mut response))
+        .await
+        .expect("a held connection is answered")
+        .expect("read the response");
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&response)
+    );
+
+    // Closed by the client, the held connections give their places back:
+    // their tasks end when they read EOF, soon after, not at a timeout.
+    drop(held);
+    let give_up = tokio::time::Instant::now() + PROMPTLY;
+    loop {
+        match request(control, "GET", "/healthz", HTTP_LIMIT).await {
+            Ok((200, body)) => {
+                assert_eq!(body, "ok\n");
+                break;
+            }
+            other => assert!(
+                tokio::time::Instant::now() < give_up,
+                "no place free {PROMPTLY:?} after closing the held connections: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.stop().await;
+}
+
+/// `HEADER_TIMEOUT` in src/control/mod.rs: a request's headers must arrive
+/// within 5 s. On a paused clock (no real wait): a client that sends half a
+/// request line is closed at 5 s, before `CONNECTION_TIMEOUT` (10 s).
+#[tokio::test(start_paused = true)]
+async fn control_connection_without_whole_headers_is_closed_at_the_header_timeout() {
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+    let upstream = FakeUpstream::start(loopback(117)).await;
+    let server = start_with(with_control(core_config(&[upstream.addr()]))).await;
+    let control = server.control.expect("control on");
+    let mut stream = TcpStream::connect(control).await.expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .expect("half a request");
+    let started = tokio::time::Instant::now();
+    let mut reply = Vec::new();
+    let read = stream.read_to_end(&mut reply).await;
+    let closed_after = started.elapsed();
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed without a reply: {read:?} {:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(
+        closed_after >= HEADER_TIMEOUT && closed_after < HEADER_TIMEOUT + PAUSED_SLACK,
+        "closed after {closed_after:?}"
+    );
+    server.stop().await;
+}
+
+/// `CONNECTION_TIMEOUT` in src/control/mod.rs: one connection lasts 10 s at
+/// most, however busy. On a paused clock: a keep-alive client asking every
+/// 4 s (each request whole within `HEADER_TIMEOUT`) is answered at 0, 4 and
+/// 8 s and closed at 10 s.
+#[tokio::test(start_paused = true)]
+async fn busy_control_connection_is_closed_at_the_connection_timeout() {
+    const EVERY: Duration = Duration::from_secs(4);
+    let upstream = FakeUpstream::start(loopback(118)).await;
+    let server = start_with(with_control(core_config(&[upstream.addr()]))).await;
+    let control = server.control.expect("control on");
+    let mut stream = TcpStream::connect(control).await.expect("connect");
+    let started = tokio::time::Instant::now();
+    let mut answered = 0;
+    let closed_after = loop {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("request");
+        let mut response = Vec::new();
+        while !response.ends_with(b"\r\n\r\nok\n") {
+            let mut chunk = [0u8; 512];
+            let len = stream.read(&mut chunk).await.expect("response");
+            assert!(len > 0, "closed mid-response after {:?}", started.elapsed());
+            response.extend_from_slice(&chunk[..len]);
+        }
+        answered += 1;
+        assert!(answered <= 3, "still open after {:?}", started.elapsed());
+        let mut after = [0u8; 1];
+        match tokio::time::timeout(EVERY, stream.read(&mut after)).await {
+            Err(_) => continue,
+            Ok(Ok(0) | Err(_)) => break started.elapsed(),
+            Ok(Ok(_)) => panic!("unexpected bytes after a response"),
+        }
+    };
+    assert_eq!(answered, 3, "answered at 0, 4 and 8 s");
+    assert!(
+        closed_after >= CONNECTION_TIMEOUT && closed_after < CONNECTION_TIMEOUT + PAUSED_SLACK,
+        "closed after {closed_after:?}"
+    );
     server.stop().await;
 }

@@ -1,6 +1,7 @@
 //! DNS over TCP as RFC 7766 asks: queries pipelined on one connection are
 //! processed concurrently and answered as each completes (a cached answer
-//! overtakes a slow one), also beyond the per-connection pipelining limit; an
+//! overtakes a slow one), also beyond the per-connection pipelining limit (the
+//! query beyond it waits unread for a free place); an
 //! idle connection is closed after `tcp_idle_timeout` while a busy one stays
 //! open; connections beyond `tcp_max_connections` are closed at once without
 //! disturbing the open ones; and a query whose upstream hangs gets SERVFAIL with
@@ -190,6 +191,75 @@ async fn more_pipelined_queries_than_the_per_connection_limit_are_all_answered()
         server.stats.metrics().responses_by_rcode[0].get(),
         u64::from(count)
     );
+    server.stop().await;
+}
+
+/// The edge of `MAX_PIPELINED_PER_CONNECTION`: with 65 queries pipelined at
+/// once and the upstream slow, punctual reads and asks exactly 64; the 65th
+/// stays unread (TCP flow control holds the client) until one of the 64 is
+/// answered, and is then asked and answered in its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_beyond_the_per_connection_limit_waits_unread_for_a_free_place() {
+    const DELAY: Duration = Duration::from_millis(400);
+    let count = u16::try_from(MAX_PIPELINED_PER_CONNECTION + 1).expect("small");
+    let upstream = FakeUpstream::start(loopback(79)).await;
+    add_numbered(&upstream, "e", count);
+    upstream.set_behavior(Behavior::Delay(DELAY));
+    let mut config = test_config(&[upstream.addr()]);
+    config.limits.deadline = Duration::from_secs(2);
+    // One attempt per query: the upstream's count is the count of queries read.
+    config.limits.attempt_timeout = config.limits.deadline;
+    let server = start_with(config).await;
+    let mut client = connect(&server).await;
+
+    let sent = Instant::now();
+    let mut ids = HashMap::new();
+    for i in 0..count {
+        let id = 0x7000 + i;
+        client
+            .send(&build_query(
+                &format!("e{i}.pipe.test"),
+                RecordType::A,
+                &QueryOpts::default().with_id(id),
+            ))
+            .await
+            .expect("send");
+        ids.insert(id, format!("10.1.{}.{}", i / 256, i % 256));
+    }
+    let limit = MAX_PIPELINED_PER_CONNECTION;
+    while upstream.queries() < limit {
+        assert!(
+            sent.elapsed() < DELAY / 2,
+            "only {} of {limit} queries asked",
+            upstream.queries()
+        );
+        sleep(Duration::from_millis(1)).await;
+    }
+    // Well before the first answer: the one beyond the limit is still unread.
+    sleep(DELAY / 4).await;
+    assert_eq!(upstream.queries(), limit, "read beyond the limit");
+    assert!(
+        sent.elapsed() < DELAY,
+        "checked too late: {:?}",
+        sent.elapsed()
+    );
+
+    let mut last = Duration::ZERO;
+    while !ids.is_empty() {
+        let frame = client
+            .recv(LIMIT + DELAY)
+            .await
+            .unwrap_or_else(|e| panic!("{} answers missing: {e}", ids.len()));
+        let message = Message::from_vec(&frame).expect("decodes");
+        let address = ids
+            .remove(&message.id)
+            .unwrap_or_else(|| panic!("unexpected or repeated ID {:#06x}", message.id));
+        assert_eq!(addresses(&message), [address], "ID {:#06x}", message.id);
+        last = sent.elapsed();
+    }
+    assert_eq!(upstream.queries(), usize::from(count));
+    // Asked only once a place came free, so answered a whole delay later.
+    assert!(last >= 2 * DELAY, "the last answer came after {last:?}");
     server.stop().await;
 }
 

@@ -2,21 +2,27 @@
 //! pipelined queries (RFC 7766 §6.2.1), TLS certificates are checked against
 //! the configured authentication name with a CA made in the test (RFC 7858,
 //! RFC 8310), an idle connection is closed and a new one opened when needed,
-//! and a peer that stalls cannot hold a query past its deadline.
+//! a peer that stalls cannot hold a query past its deadline, and one connection
+//! carries at most 256 queries at once (the 257th is refused at once).
 
 mod common;
 
-use std::net::SocketAddr;
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::punctual::config::{Config, UpstreamAddr};
 use common::punctual::{TEST_DEADLINE, TestServer, core_config, start_with};
 use common::tls::TestCa;
 use common::*;
-use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep};
 
 const AUTH_NAME: &str = "dns.transport.test";
@@ -291,5 +297,338 @@ async fn refused_tcp_connection_fails_fast() {
         Some(EDE_NETWORK_ERROR)
     );
     assert!(reply.elapsed < AT_ONCE, "{:?}", reply.elapsed);
+    server.stop().await;
+}
+
+/// `MAX_PIPELINED` in src/upstream/stream.rs: queries in flight on one
+/// `tcp://` or `tls://` connection.
+const MAX_PIPELINED: usize = 256;
+
+/// A `tcp://` upstream that reads every query and answers it only while
+/// released (A 10.0.x.y, the question's number `n` in `qN.held.test` as x.y).
+/// It counts connections, query frames and their distinct IDs.
+struct HeldUpstream {
+    addr: SocketAddr,
+    release: watch::Sender<bool>,
+    seen: Arc<Mutex<Seen>>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Seen {
+    connections: usize,
+    frames: usize,
+    ids: HashSet<u16>,
+}
+
+impl HeldUpstream {
+    async fn start(ip: std::net::IpAddr) -> HeldUpstream {
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0))
+            .await
+            .expect("bind the holding upstream");
+        let addr = listener.local_addr().expect("bound address");
+        let (release, released) = watch::channel(false);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let task = tokio::spawn({
+            let seen = Arc::clone(&seen);
+            async move {
+                let mut connections = JoinSet::new();
+                while let Ok((stream, _)) = listener.accept().await {
+                    held_lock(&seen).connections += 1;
+                    connections.spawn(hold_connection(stream, released.clone(), Arc::clone(&seen)));
+                }
+            }
+        });
+        HeldUpstream {
+            addr,
+            release,
+            seen,
+            task,
+        }
+    }
+
+    /// Answers every query held and every one to come (`true`), or holds
+    /// the replies from now on (`false`).
+    fn release(&self, answering: bool) {
+        self.release.send_replace(answering);
+    }
+
+    fn connections(&self) -> usize {
+        held_lock(&self.seen).connections
+    }
+
+    fn frames(&self) -> usize {
+        held_lock(&self.seen).frames
+    }
+
+    fn distinct_ids(&self) -> usize {
+        held_lock(&self.seen).ids.len()
+    }
+
+    fn forget_ids(&self) {
+        held_lock(&self.seen).ids.clear();
+    }
+}
+
+impl Drop for HeldUpstream {
+    fn drop(&mut self) {
+        // Dropping the accept task's JoinSet aborts every connection.
+        self.task.abort();
+    }
+}
+
+fn held_lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
+    seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// RFC 7766 §8 framing. The reader never waits for the writer (the queue is
+/// larger than any test's burst), so every query is counted as it arrives.
+async fn hold_connection(
+    stream: tokio::net::TcpStream,
+    mut released: watch::Receiver<bool>,
+    seen: Arc<Mutex<Seen>>,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let (replies, mut queue) = mpsc::channel::<Vec<u8>>(4 * MAX_PIPELINED);
+    let read_side = async move {
+        loop {
+            let Ok(len) = reader.read_u16().await else {
+                return;
+            };
+            let mut query = vec![0u8; usize::from(len)];
+            if reader.read_exact(&mut query).await.is_err() {
+                return;
+            }
+            let Some(reply) = held_reply(&query) else {
+                continue;
+            };
+            {
+                let mut seen = held_lock(&seen);
+                seen.frames += 1;
+                seen.ids.insert(u16::from_be_bytes([query[0], query[1]]));
+            }
+            if replies.send(reply).await.is_err() {
+                return;
+            }
+        }
+    };
+    let write_side = async move {
+        while let Some(reply) = queue.recv().await {
+            if released.wait_for(|answering| *answering).await.is_err() {
+                return;
+            }
+            let mut frame = u16::try_from(reply.len())
+                .expect("a small reply")
+                .to_be_bytes()
+                .to_vec();
+            frame.extend_from_slice(&reply);
+            if writer.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::join!(read_side, write_side);
+}
+
+/// The answer to a query for `qN.held.test` A: 10.0.x.y with N = 256x + y.
+fn held_reply(query: &[u8]) -> Option<Vec<u8>> {
+    let query = Message::from_vec(query).ok()?;
+    let question = query.queries.first()?.clone();
+    let mut reply = Message::response(query.id, query.op_code);
+    reply.metadata.recursion_desired = query.recursion_desired;
+    reply.metadata.recursion_available = true;
+    let number: u16 = question
+        .name()
+        .to_ascii()
+        .strip_prefix('q')?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()?;
+    let [x, y] = number.to_be_bytes();
+    reply.answers.push(Record::from_rdata(
+        question.name().clone(),
+        300,
+        RData::A(A(Ipv4Addr::new(10, 0, x, y))),
+    ));
+    reply.queries = vec![question];
+    reply.to_vec().ok()
+}
+
+fn held_name(n: usize) -> (String, String) {
+    (
+        format!("q{n}.held.test"),
+        format!("10.0.{}.{}", n / 256, n % 256),
+    )
+}
+
+/// Asks `held_name(n)` for every `n` in `numbers` at once; each reply goes to
+/// `results` as it comes, with its number. The clients are bound to their own
+/// 127.0.0.209, not 127.0.0.1: with hundreds of fresh ports, a late datagram
+/// another process on the machine sends to a 127.0.0.1 port it used before
+/// would otherwise be read as punctual's reply.
+fn ask_at_once(
+    server: SocketAddr,
+    numbers: std::ops::Range<usize>,
+    results: &mpsc::UnboundedSender<(usize, Reply)>,
+) {
+    for n in numbers {
+        let results = results.clone();
+        tokio::spawn(async move {
+            let name = held_name(n).0;
+            let reply = query_udp_from(
+                loopback(209),
+                server,
+                &name,
+                RecordType::A,
+                &edns(),
+                CLIENT_LIMIT,
+            )
+            .await
+            .unwrap_or_else(|error| panic!("{name}: no reply from punctual: {error}"));
+            let _ = results.send((n, reply));
+        });
+    }
+}
+
+/// Receives replies until `count` arrived and `until()` holds; panics after
+/// `limit`.
+async fn collect_rejections(
+    results: &mut mpsc::UnboundedReceiver<(usize, Reply)>,
+    count: usize,
+    until: impl Fn() -> bool,
+    limit: Duration,
+) -> Vec<(usize, Reply)> {
+    let give_up = Instant::now() + limit;
+    let mut rejected = Vec::new();
+    loop {
+        while let Ok(result) = results.try_recv() {
+            rejected.push(result);
+        }
+        if rejected.len() >= count && until() {
+            return rejected;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "after {limit:?}: {} replies (wanted {count}), condition {}: {:?}",
+            rejected.len(),
+            until(),
+            rejected
+                .iter()
+                .map(|(n, reply)| (n, reply.message.response_code))
+                .collect::<Vec<_>>()
+        );
+        sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The edge of `MAX_PIPELINED`: with the upstream holding its replies, 300
+/// distinct questions at once put exactly 256 queries (distinct IDs) on the one
+/// connection; each of the other 44 is refused at once (no queueing, no second
+/// connection) and, this being the only server, answered SERVFAIL with EDE 23
+/// (network error) well before its deadline. Once the upstream answers, all 256
+/// get their own answer by their deadline, and the in-flight table empties.
+/// Then a second burst of 257 questions finds all 256 places free again: none
+/// was leaked by the replies or the refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connection_carries_256_queries_at_once_and_refuses_the_next_at_once() {
+    const DEADLINE: Duration = Duration::from_millis(1500);
+    const BURST: usize = 300;
+    let upstream = HeldUpstream::start(loopback(208)).await;
+    let mut config = config_for(UpstreamAddr::tcp(upstream.addr));
+    config.limits.deadline = DEADLINE;
+    // No second attempt on the same connection within the deadline: each
+    // lookup is one query, so the count on the wire is the count of lookups.
+    config.limits.attempt_timeout = DEADLINE;
+    let server = start_with(config).await;
+    let metrics = server.stats.metrics();
+    let (results, mut replies) = mpsc::unbounded_channel();
+
+    // Phase 1: 300 at once against a full connection.
+    let start = Instant::now();
+    ask_at_once(server.udp, 0..BURST, &results);
+    let rejected = collect_rejections(
+        &mut replies,
+        BURST - MAX_PIPELINED,
+        || upstream.frames() >= MAX_PIPELINED,
+        DEADLINE / 2,
+    )
+    .await;
+    // Nothing has been answered upstream yet, so every reply so far is a refusal.
+    for (n, reply) in &rejected {
+        assert_eq!(reply.message.response_code, ResponseCode::ServFail, "q{n}");
+        assert_eq!(
+            ede(&reply.message).map(|(code, _)| code),
+            Some(EDE_NETWORK_ERROR),
+            "q{n}: {:?}",
+            reply.message
+        );
+        assert!(reply.elapsed < DEADLINE / 2, "q{n}: {:?}", reply.elapsed);
+    }
+    assert_eq!(rejected.len(), BURST - MAX_PIPELINED);
+    assert_eq!(upstream.frames(), MAX_PIPELINED, "queries on the wire");
+    assert_eq!(
+        upstream.distinct_ids(),
+        MAX_PIPELINED,
+        "IDs in flight are unique"
+    );
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "refused, not sent on a new connection"
+    );
+    assert_eq!(metrics.upstream_queries.get(), MAX_PIPELINED as u64);
+    assert_eq!(
+        metrics.lookup_network_errors.get(),
+        (BURST - MAX_PIPELINED) as u64
+    );
+
+    upstream.release(true);
+    let mut answered = HashSet::new();
+    for _ in 0..MAX_PIPELINED {
+        let (n, reply) = tokio::time::timeout_at(start + DEADLINE + LATE_MARGIN, replies.recv())
+            .await
+            .expect("every held query answered by its deadline")
+            .expect("query tasks");
+        assert_answer(&reply, &held_name(n).1);
+        assert!(answered.insert(n), "q{n} answered twice");
+        assert!(
+            rejected.iter().all(|(r, _)| *r != n),
+            "q{n} refused and answered"
+        );
+    }
+    wait_idle(&server, DEADLINE).await;
+    assert_eq!(upstream.frames(), MAX_PIPELINED, "nothing sent late");
+
+    // Phase 2: the same connection, all 256 places free again.
+    upstream.release(false);
+    upstream.forget_ids();
+    let again = Instant::now();
+    ask_at_once(server.udp, BURST..BURST + MAX_PIPELINED + 1, &results);
+    let rejected = collect_rejections(
+        &mut replies,
+        1,
+        || upstream.frames() >= 2 * MAX_PIPELINED,
+        DEADLINE / 2,
+    )
+    .await;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(
+        ede(&rejected[0].1.message).map(|(code, _)| code),
+        Some(EDE_NETWORK_ERROR)
+    );
+    assert_eq!(upstream.frames(), 2 * MAX_PIPELINED);
+    assert_eq!(upstream.distinct_ids(), MAX_PIPELINED);
+    upstream.release(true);
+    for _ in 0..MAX_PIPELINED {
+        let (n, reply) = tokio::time::timeout_at(again + DEADLINE + LATE_MARGIN, replies.recv())
+            .await
+            .expect("every held query answered by its deadline")
+            .expect("query tasks");
+        assert_answer(&reply, &held_name(n).1);
+    }
+    wait_idle(&server, DEADLINE).await;
+    assert_eq!(upstream.connections(), 1, "one connection throughout");
+    assert_eq!(metrics.upstream_connections.get(), 1);
     server.stop().await;
 }

@@ -324,6 +324,23 @@ mod tests {
         assert!(error.reason.contains("value"), "{error}");
     }
 
+    /// RFC 2181 §8: 2^31 - 1 seconds is the largest TTL; one more is refused.
+    #[test]
+    fn record_ttl_is_accepted_up_to_2_pow_31_minus_1() -> Result<(), ConfigError> {
+        let record = |ttl: u64| {
+            format!(
+                "[local]\nhosts_files = []\n\n[[local.records]]\nname = \"a.test\"\n\
+                 type = \"A\"\nvalue = \"192.0.2.1\"\nttl = {ttl}\n"
+            )
+        };
+        let config = parse(&record(2_147_483_647))?;
+        assert_eq!(config.local.records[0].ttl, MAX_RECORD_TTL);
+        let error = parse(&record(2_147_483_648)).expect_err("2^31");
+        assert_eq!(error.line, Some(8), "{error}");
+        assert!(error.reason.contains("largest TTL"), "{error}");
+        Ok(())
+    }
+
     /// The commented `[[local.records]]` example in conf/punctual.toml parses.
     #[test]
     fn shipped_record_example_parses() -> Result<(), ConfigError> {

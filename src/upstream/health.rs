@@ -146,4 +146,25 @@ mod tests {
         health.answered(Duration::from_millis(20));
         assert!(!health.snapshot(now).down, "one answer restores it");
     }
+
+    /// However long a server stays silent, it is tried again within 60 s
+    /// (`MAX_BACKOFF`) of its last timeout.
+    #[tokio::test(start_paused = true)]
+    async fn backoff_stops_doubling_at_its_cap() {
+        const CAP: Duration = Duration::from_secs(60);
+        let health = Health::default();
+        let now = Instant::now();
+        // 1, 2, 4, … 32 s, then 64 s capped to 60 s; far more timeouts must
+        // not overflow the doubling either.
+        for _ in 0..DOWN_AFTER + 6 {
+            health.timed_out(now);
+        }
+        assert!(health.snapshot(now + Duration::from_secs(32)).down);
+        assert!(health.snapshot(now + CAP - Duration::from_millis(1)).down);
+        assert!(!health.snapshot(now + CAP).down, "capped at 60 s");
+        for _ in 0..1_000 {
+            health.timed_out(now);
+        }
+        assert!(!health.snapshot(now + CAP).down, "still 60 s");
+    }
 }

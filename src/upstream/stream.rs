@@ -40,8 +40,13 @@ use crate::answer::Answer;
 use crate::metrics::Metrics;
 use crate::wire;
 
-/// Queries in flight on one connection; more are refused (the lookup moves on
-/// to another server or waits for its next turn) rather than queued.
+/// Queries in flight on one connection; one more is refused at once rather
+/// than queued or sent on a second connection. `register` returns `None`, which
+/// the attempt treats like a closed connection (tried once more, in case a place
+/// has just come free) and then fails as a network error: the lookup moves on
+/// to its next server at once (a failed server is not asked again in that
+/// lookup), and with none left the client gets SERVFAIL, EDE 23. Shown by
+/// tests/upstream_transports.rs `tcp_connection_carries_256_queries_at_once_…`.
 const MAX_PIPELINED: usize = 256;
 /// How long a closing connection may take to say goodbye (TLS close_notify).
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
