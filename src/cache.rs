@@ -40,6 +40,10 @@ const PREFETCH_MIN_TTL: u32 = 10;
 /// `max_bytes` is close to what the cache really takes.
 const ENTRY_OVERHEAD: usize = 400;
 
+/// Dead entries (past serving) removed from the LRU end per insert: more than
+/// one, so they drain faster than inserts add them.
+const DEAD_PER_INSERT: usize = 2;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheLimits {
     pub entries: NonZeroUsize,
@@ -96,8 +100,13 @@ pub struct Cache {
 impl Cache {
     pub fn new(limits: CacheLimits, metrics: Arc<Metrics>) -> Cache {
         Cache {
+            // Not `LruCache::new(entries)`: that sizes the hash table for the
+            // bound at once, and every insert then touches a fresh page of it,
+            // so a burst of distinct names (a hung upstream's failures) grew
+            // RSS by tens of MiB in a nearly empty cache. The table grows
+            // with use instead, and `store` enforces the bound.
             store: Mutex::new(Store {
-                entries: LruCache::new(limits.entries),
+                entries: LruCache::unbounded(),
                 bytes: 0,
             }),
             limits,
@@ -226,12 +235,28 @@ impl Cache {
         let mut store = self.lock();
         store.bytes += bytes;
         let mut evictions = 0;
-        if let Some((old_key, old)) = store.entries.push(key.clone(), entry) {
+        // Unbounded, `push` only ever returns the entry it replaced for the same key.
+        if let Some((_, old)) = store.entries.push(key, entry) {
             store.bytes -= old.bytes;
-            // `push` also returns the entry it replaced for the same key.
-            evictions += usize::from(old_key != key);
         }
-        while store.bytes > self.limits.max_bytes && store.entries.len() > 1 {
+        // Entries that can no longer be served leave from the LRU end, a few
+        // per insert: a burst of names that failed once (a hung upstream)
+        // then holds about rate × failure_ttl entries, not every name since.
+        let now = Instant::now();
+        for _ in 0..DEAD_PER_INSERT {
+            match store.entries.peek_lru() {
+                Some((_, tail)) if !self.servable(tail, now) => {
+                    if let Some((_, dead)) = store.entries.pop_lru() {
+                        store.bytes -= dead.bytes;
+                    }
+                }
+                _ => break,
+            }
+        }
+        while (store.bytes > self.limits.max_bytes
+            || store.entries.len() > self.limits.entries.get())
+            && store.entries.len() > 1
+        {
             match store.entries.pop_lru() {
                 Some((_, old)) => {
                     store.bytes -= old.bytes;
@@ -245,6 +270,15 @@ impl Cache {
         for _ in 0..evictions {
             self.metrics.cache_evictions.inc();
         }
+    }
+
+    /// Whether `get` could still answer from `entry` at `now` (fresh, or
+    /// stale within the serve-stale window).
+    fn servable(&self, entry: &Entry, now: Instant) -> bool {
+        entry.expires > now
+            || (matches!(entry.value, Value::Answer(_))
+                && self.limits.serve_stale
+                && now < entry.expires + self.limits.stale_max_age)
     }
 
     /// Removes everything. Returns how many entries went.
@@ -397,6 +431,31 @@ mod tests {
         tokio::time::advance(Duration::from_secs(61)).await;
         cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
         assert!(matches!(cache.get(&key, Instant::now()), Hit::Stale(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_past_serving_drain_from_the_lru_end_as_others_arrive() {
+        let cache = cache(limits());
+        for n in 0..10 {
+            let key = client_query(&format!("down{n}.test."), false).key;
+            cache.insert_failure(key, LookupError::Timeout, Instant::now());
+        }
+        // A stale answer within the serve-stale window is still servable.
+        let (stale, answer) = prepared("stale.test.", 1);
+        cache.insert(stale.clone(), answer);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(cache.len(), 11, "nothing is removed without an insert");
+        for n in 0..5 {
+            let (key, answer) = prepared(&format!("new{n}.test."), 60);
+            cache.insert(key, answer);
+        }
+        // Two dead entries per insert: the ten failures are gone, the stale
+        // answer (now at the LRU end) stays.
+        assert_eq!(cache.len(), 6);
+        assert!(matches!(cache.get(&stale, Instant::now()), Hit::Stale(_)));
+        let (key, answer) = prepared("one-more.test.", 60);
+        cache.insert(key, answer);
+        assert_eq!(cache.len(), 7);
     }
 
     #[tokio::test(start_paused = true)]
