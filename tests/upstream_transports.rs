@@ -525,8 +525,8 @@ async fn collect_rejections(
 /// The edge of `MAX_PIPELINED`: with the upstream holding its replies, 300
 /// distinct questions at once put exactly 256 queries (distinct IDs) on the one
 /// connection; each of the other 44 is refused at once (no queueing, no second
-/// connection) and, this being the only server, answered SERVFAIL with EDE 23
-/// (network error) well before its deadline. Once the upstream answers, all 256
+/// connection) and, this being the only server, answered SERVFAIL "overloaded"
+/// (EDE 0) well before its deadline, and not remembered as a failure. Once the upstream answers, all 256
 /// get their own answer by their deadline, and the in-flight table empties.
 /// Then a second burst of 257 questions finds all 256 places free again: none
 /// was leaked by the replies or the refusals.
@@ -559,7 +559,7 @@ async fn tcp_connection_carries_256_queries_at_once_and_refuses_the_next_at_once
         assert_eq!(reply.message.response_code, ResponseCode::ServFail, "q{n}");
         assert_eq!(
             ede(&reply.message).map(|(code, _)| code),
-            Some(EDE_NETWORK_ERROR),
+            Some(EDE_OTHER),
             "q{n}: {:?}",
             reply.message
         );
@@ -579,9 +579,12 @@ async fn tcp_connection_carries_256_queries_at_once_and_refuses_the_next_at_once
     );
     assert_eq!(metrics.upstream_queries.get(), MAX_PIPELINED as u64);
     assert_eq!(
-        metrics.lookup_network_errors.get(),
+        metrics.overload_answers.get(),
         (BURST - MAX_PIPELINED) as u64
     );
+    assert_eq!(metrics.lookup_network_errors.get(), 0);
+    // Our own limit, not the upstream's failure: nothing remembered.
+    assert_eq!(server.stats.cache_entries(), 0);
 
     upstream.release(true);
     let mut answered = HashSet::new();
@@ -615,7 +618,7 @@ async fn tcp_connection_carries_256_queries_at_once_and_refuses_the_next_at_once
     assert_eq!(rejected.len(), 1);
     assert_eq!(
         ede(&rejected[0].1.message).map(|(code, _)| code),
-        Some(EDE_NETWORK_ERROR)
+        Some(EDE_OTHER)
     );
     assert_eq!(upstream.frames(), 2 * MAX_PIPELINED);
     assert_eq!(upstream.distinct_ids(), MAX_PIPELINED);

@@ -261,9 +261,15 @@ impl Upstream {
             Ok(result) => result,
             Err(_) => Err(LookupError::Timeout),
         };
+        let result = match result {
+            // Our own connection limit, not the upstream's failure.
+            Err(LookupError::Network(stream::FULL)) => Err(LookupError::Overloaded),
+            other => other,
+        };
         match result {
             Err(LookupError::Timeout) => self.metrics.lookup_timeouts.inc(),
             Err(LookupError::Network(_)) => self.metrics.lookup_network_errors.inc(),
+            Err(LookupError::Overloaded) => self.metrics.overload_answers.inc(),
             _ => {}
         }
         result

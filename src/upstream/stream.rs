@@ -41,13 +41,16 @@ use crate::metrics::Metrics;
 use crate::wire;
 
 /// Queries in flight on one connection; one more is refused at once rather
-/// than queued or sent on a second connection. `register` returns `None`, which
-/// the attempt treats like a closed connection (tried once more, in case a place
-/// has just come free) and then fails as a network error: the lookup moves on
-/// to its next server at once (a failed server is not asked again in that
-/// lookup), and with none left the client gets SERVFAIL, EDE 23. Shown by
+/// than queued or sent on a second connection. The attempt fails with
+/// [`FULL`]: the lookup moves on to its next server at once (a failed server
+/// is not asked again in that lookup), and with none left the client gets
+/// SERVFAIL "overloaded" (EDE 0), which, being our own limit and not the
+/// upstream's failure, is never remembered by the failure cache. Shown by
 /// tests/upstream_transports.rs `tcp_connection_carries_256_queries_at_once_…`.
 const MAX_PIPELINED: usize = 256;
+/// The error kind of an attempt refused by a full connection; the lookup turns
+/// it into `LookupError::Overloaded`.
+pub const FULL: io::ErrorKind = io::ErrorKind::QuotaExceeded;
 /// How long a closing connection may take to say goodbye (TLS close_notify).
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 /// The first read buffer; it grows for larger replies.
@@ -119,7 +122,7 @@ impl StreamPool {
 
     async fn exchange_once(&self, question: &Question) -> Result<Answer, Failure> {
         let connection = self.connection().await.map_err(Failure::Io)?;
-        let (id, reply) = connection.register().ok_or(Failure::Closed)?;
+        let (id, reply) = connection.register()?;
         // Removes the ID whatever happens next, deadline included.
         let _registered = Registered {
             connection: &connection,
@@ -203,6 +206,8 @@ struct Timeouts {
 enum Failure {
     /// The connection ended (or was ending) before a reply: worth one retry.
     Closed,
+    /// `MAX_PIPELINED` queries already wait on the connection.
+    Full,
     Io(io::Error),
 }
 
@@ -212,6 +217,7 @@ impl Failure {
             Failure::Closed => {
                 io::Error::new(io::ErrorKind::ConnectionReset, "upstream connection closed")
             }
+            Failure::Full => io::Error::new(FULL, "upstream connection full"),
             Failure::Io(error) => error,
         }
     }
@@ -247,12 +253,15 @@ impl Connection {
         connection
     }
 
-    /// A fresh ID and the receiver its reply will arrive on; `None` when the
+    /// A fresh ID and the receiver its reply will arrive on, unless the
     /// connection has closed or is full.
-    fn register(&self) -> Option<(u16, oneshot::Receiver<Vec<u8>>)> {
+    fn register(&self) -> Result<(u16, oneshot::Receiver<Vec<u8>>), Failure> {
         let mut waiting = self.lock();
-        if self.closed.is_cancelled() || waiting.len() >= MAX_PIPELINED {
-            return None;
+        if self.closed.is_cancelled() {
+            return Err(Failure::Closed);
+        }
+        if waiting.len() >= MAX_PIPELINED {
+            return Err(Failure::Full);
         }
         let id = loop {
             let id: u16 = rand::random();
@@ -262,7 +271,7 @@ impl Connection {
         };
         let (sender, receiver) = oneshot::channel();
         waiting.insert(id, sender);
-        Some((id, receiver))
+        Ok((id, receiver))
     }
 
     fn deliver(&self, frame: &[u8], metrics: &Metrics) {
