@@ -16,6 +16,7 @@ use punctual::doctor::{self, GlibcSource, Inputs, Probe, glibc};
 use punctual::privileges::{self, Identity};
 use punctual::systemd::activation;
 use punctual::{Reloader, Server, ServerError};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -534,11 +535,19 @@ fn run(config: Config, identity: Option<Identity>, flags: RunFlags) -> anyhow::R
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Registered before anything is bound or logged: a SIGHUP or SIGTERM
+        // sent the moment punctual says it listens (or tells systemd READY=1)
+        // must find its handler, not the default action, which kills.
+        let hangup = signal(SignalKind::hangup());
+        let stop = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        );
         let server = Server::bind_with(&config, inherited)?;
         privileges::drop_to(identity.as_ref()).context("cannot drop root privileges")?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
-        tokio::spawn(reload_on_hangup(server.reloader(), flags));
+        tokio::spawn(cancel_on_signal(stop, shutdown.clone()));
+        tokio::spawn(reload_on_hangup(hangup, server.reloader(), flags));
         server.run(shutdown).await;
         tracing::info!("stopped");
         Ok(())
@@ -548,9 +557,8 @@ fn run(config: Config, identity: Option<Identity>, flags: RunFlags) -> anyhow::R
 /// SIGHUP re-reads the config (with the same command-line overrides) and
 /// reloads it; a config that does not load or validate is logged and the one
 /// in use keeps serving. systemd hears RELOADING=1, then READY=1.
-async fn reload_on_hangup(reloader: Reloader, flags: RunFlags) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+async fn reload_on_hangup(hangup: io::Result<Signal>, reloader: Reloader, flags: RunFlags) {
+    let Ok(mut hangup) = hangup else {
         tracing::error!("cannot install the SIGHUP handler; reload by restarting");
         return;
     };
@@ -582,12 +590,11 @@ async fn reload_on_hangup(reloader: Reloader, flags: RunFlags) {
 }
 
 /// SIGTERM or SIGINT cancels the shutdown token once.
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+async fn cancel_on_signal(
+    (terminate, interrupt): (io::Result<Signal>, io::Result<Signal>),
+    shutdown: CancellationToken,
+) {
+    let (Ok(mut terminate), Ok(mut interrupt)) = (terminate, interrupt) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return;
     };
