@@ -13,9 +13,12 @@
 //!   for one prefetch, once.
 //!
 //! Bounded by `entries` and by `max_bytes`: whichever is reached first evicts
-//! the least recently used. Entries are `Arc`s: a hit copies the pointer under
+//! the least recently used. Failures also leave once expired, oldest first, a
+//! few per insert: a hung upstream then leaves about rate × `failure_ttl` of
+//! them, not one per name asked since. Entries are `Arc`s: a hit copies the pointer under
 //! the lock and renders after releasing it.
 
+use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -40,9 +43,9 @@ const PREFETCH_MIN_TTL: u32 = 10;
 /// `max_bytes` is close to what the cache really takes.
 const ENTRY_OVERHEAD: usize = 400;
 
-/// Dead entries (past serving) removed from the LRU end per insert: more than
-/// one, so they drain faster than inserts add them.
-const DEAD_PER_INSERT: usize = 2;
+/// Expired failures removed per insert: more than one, so they drain faster
+/// than inserts add them.
+const EXPIRED_FAILURES_PER_INSERT: usize = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheLimits {
@@ -89,6 +92,36 @@ struct Entry {
 struct Store {
     entries: LruCache<Key, Entry>,
     bytes: usize,
+    /// Each failure stored, with its expiry. One `failure_ttl` for all makes
+    /// insertion order expiry order, which the LRU order is not (a long-lived
+    /// answer nobody asks for sits at its end). At most `entries` long.
+    failures: VecDeque<(Key, Instant)>,
+}
+
+impl Store {
+    /// Removes up to `EXPIRED_FAILURES_PER_INSERT` failures that expired by `now`.
+    fn remove_expired_failures(&mut self, now: Instant) {
+        for _ in 0..EXPIRED_FAILURES_PER_INSERT {
+            if self
+                .failures
+                .front()
+                .is_none_or(|(_, expiry)| *expiry > now)
+            {
+                return;
+            }
+            let Some((key, expiry)) = self.failures.pop_front() else {
+                return;
+            };
+            // Only the failure this record was made for: the key may hold an
+            // answer, or a later failure, by now.
+            let same = self.entries.peek(&key).is_some_and(|entry| {
+                matches!(entry.value, Value::Failure(_)) && entry.expires == expiry
+            });
+            if same && let Some(gone) = self.entries.pop(&key) {
+                self.bytes -= gone.bytes;
+            }
+        }
+    }
 }
 
 pub struct Cache {
@@ -108,6 +141,7 @@ impl Cache {
             store: Mutex::new(Store {
                 entries: LruCache::unbounded(),
                 bytes: 0,
+                failures: VecDeque::new(),
             }),
             limits,
             metrics,
@@ -225,6 +259,7 @@ impl Cache {
     }
 
     fn store(&self, key: Key, value: Value, expires: Instant, original_ttl: u32, bytes: usize) {
+        let failure = matches!(value, Value::Failure(_));
         let entry = Entry {
             value,
             expires,
@@ -235,24 +270,17 @@ impl Cache {
         let mut store = self.lock();
         store.bytes += bytes;
         let mut evictions = 0;
+        if failure {
+            store.failures.push_back((key.clone(), expires));
+            if store.failures.len() > self.limits.entries.get() {
+                store.failures.pop_front();
+            }
+        }
         // Unbounded, `push` only ever returns the entry it replaced for the same key.
         if let Some((_, old)) = store.entries.push(key, entry) {
             store.bytes -= old.bytes;
         }
-        // Entries that can no longer be served leave from the LRU end, a few
-        // per insert: a burst of names that failed once (a hung upstream)
-        // then holds about rate × failure_ttl entries, not every name since.
-        let now = Instant::now();
-        for _ in 0..DEAD_PER_INSERT {
-            match store.entries.peek_lru() {
-                Some((_, tail)) if !self.servable(tail, now) => {
-                    if let Some((_, dead)) = store.entries.pop_lru() {
-                        store.bytes -= dead.bytes;
-                    }
-                }
-                _ => break,
-            }
-        }
+        store.remove_expired_failures(Instant::now());
         while (store.bytes > self.limits.max_bytes
             || store.entries.len() > self.limits.entries.get())
             && store.entries.len() > 1
@@ -272,20 +300,12 @@ impl Cache {
         }
     }
 
-    /// Whether `get` could still answer from `entry` at `now` (fresh, or
-    /// stale within the serve-stale window).
-    fn servable(&self, entry: &Entry, now: Instant) -> bool {
-        entry.expires > now
-            || (matches!(entry.value, Value::Answer(_))
-                && self.limits.serve_stale
-                && now < entry.expires + self.limits.stale_max_age)
-    }
-
     /// Removes everything. Returns how many entries went.
     pub fn flush_all(&self) -> usize {
         let mut store = self.lock();
         let removed = store.entries.len();
         store.entries.clear();
+        store.failures.clear();
         store.bytes = 0;
         removed
     }
@@ -434,28 +454,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn entries_past_serving_drain_from_the_lru_end_as_others_arrive() {
+    async fn expired_failures_leave_oldest_first_as_others_arrive() {
         let cache = cache(limits());
+        // A long-lived answer nobody asks for: the LRU end throughout.
+        let (old, answer) = prepared("old.test.", 3600);
+        cache.insert(old.clone(), answer);
         for n in 0..10 {
             let key = client_query(&format!("down{n}.test."), false).key;
             cache.insert_failure(key, LookupError::Timeout, Instant::now());
         }
-        // A stale answer within the serve-stale window is still servable.
-        let (stale, answer) = prepared("stale.test.", 1);
-        cache.insert(stale.clone(), answer);
+        // Healed before its failure expired: the answer must stay.
+        let healed = client_query("healed.test.", false).key;
+        cache.insert_failure(healed.clone(), LookupError::Timeout, Instant::now());
+        let (_, answer) = prepared("healed.test.", 60);
+        cache.insert(healed.clone(), answer);
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(cache.len(), 11, "nothing is removed without an insert");
-        for n in 0..5 {
+        assert_eq!(cache.len(), 12, "nothing is removed without an insert");
+        for n in 0..6 {
             let (key, answer) = prepared(&format!("new{n}.test."), 60);
             cache.insert(key, answer);
         }
-        // Two dead entries per insert: the ten failures are gone, the stale
-        // answer (now at the LRU end) stays.
-        assert_eq!(cache.len(), 6);
-        assert!(matches!(cache.get(&stale, Instant::now()), Hit::Stale(_)));
-        let (key, answer) = prepared("one-more.test.", 60);
-        cache.insert(key, answer);
-        assert_eq!(cache.len(), 7);
+        // Two expired failures per insert: all ten are gone, the answers stay.
+        assert_eq!(cache.len(), 8);
+        assert!(is_fresh(&cache.get(&old, Instant::now())));
+        assert!(is_fresh(&cache.get(&healed, Instant::now())));
     }
 
     #[tokio::test(start_paused = true)]
