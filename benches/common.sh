@@ -238,3 +238,13 @@ pcts() {
          END { if (NR == 0) { print 0, "-", "-", "-"; exit }
                printf "%d %.3f %.3f %.3f\n", NR, pct(0.50), pct(0.99), pct(0.999) }'
 }
+
+stat_of() { # stat_of FILE LABEL -> first number after "LABEL:" in dnsperf's summary
+    awk -v l="$2:" '(i = index($0, l)) { split(substr($0, i + length(l)), a, " "); print a[1]; exit }' "$1"
+}
+
+# latencies_of FILE: the latency in seconds of each answered query, one a line,
+# from dnsperf -v output ("> RCODE NAME TYPE LATENCY_S"; "> T ..." is a timeout)
+latencies_of() {
+    awk '$1 == ">" && $2 != "T" && $2 != "I" && NF == 5 { print $5 }' "$1"
+}

@@ -357,9 +357,6 @@ dnsperf_run() {
     fi
 }
 
-stat_of() { # stat_of FILE LABEL -> first number after "LABEL:"
-    awk -v l="$2:" '(i = index($0, l)) { split(substr($0, i + length(l)), a, " "); print a[1]; exit }' "$1"
-}
 
 warm() {
     log "warming the cache with one pass over $CACHED_NAMES names"
@@ -651,7 +648,7 @@ max_bytes = \"$RSS_MAX_BYTES\""
     bar=$(awk -v d="$HUNG_DEADLINE_MS" 'BEGIN { printf "%.3f", (d + 50) / 1000 }')
     n=${R[hung.sent]}
     read -r 'R[hung.within_pct]' 'R[hung.answered_pct]' 'R[hung.p99]' < <(
-        awk '$1 == ">" && $2 != "T" && $2 != "I" && NF == 5 { print $5 }' "$out" | sort -g |
+        latencies_of "$out" | sort -g |
             awk -v n="$n" -v bar="$bar" '{ v[NR] = $1; if ($1 <= bar) w++ }
                 END { if (n == 0) { print "- - -"; exit }
                       i = int(0.99 * n + 0.999999)
@@ -680,7 +677,7 @@ latency_run() {
         log "warning: $row run reached ${R[$row.qps]} q/s, short of -Q $LATENCY_QPS"
     fi
     # -v prints "> RCODE NAME TYPE LATENCY_S" per response ("> T ..." for a timeout)
-    awk '$1 == ">" && $2 != "T" && $2 != "I" && NF == 5 { print $5 }' "$out" > "$TMP/$row.latencies"
+    latencies_of "$out" > "$TMP/$row.latencies"
     read -r "R[$row.n]" "R[$row.p50]" "R[$row.p99]" "R[$row.p999]" < <(pcts "$TMP/$row.latencies")
 }
 

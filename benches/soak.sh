@@ -225,9 +225,6 @@ dnsperf_wait() {
     DNSPERF_PID=""
 }
 
-stat_of() { # stat_of FILE LABEL -> first number after "LABEL:"
-    awk -v l="$2:" '(i = index($0, l)) { split(substr($0, i + length(l)), a, " "); print a[1]; exit }' "$1"
-}
 rcodes_of() { awk 'index($0, "Response codes:") { sub(/.*Response codes:[ \t]*/, ""); print; exit }' "$1"; }
 
 declare -A R=()
@@ -290,7 +287,7 @@ flap() {
     R[flap.qps]=$(stat_of "$out" "Queries per second")
     R[flap.rcodes]=$(rcodes_of "$out")
     bar=$(awk -v d="$DEADLINE_MS" 'BEGIN { printf "%.3f", (d + 50) / 1000 }')
-    awk '$1 == ">" && $2 != "T" && $2 != "I" && NF == 5 { print $5 }' "$out" | sort -g > "$TMP/flap.lat"
+    latencies_of "$out" | sort -g > "$TMP/flap.lat"
     R[flap.within]=$(awk -v b="$bar" '$1 <= b { w++ } END { print w + 0 }' "$TMP/flap.lat")
     R[flap.answered]=$(wc -l < "$TMP/flap.lat")
     R[flap.within_pct]=$(awk -v w="${R[flap.within]}" -v n="$n" 'BEGIN { printf "%.3f", n ? 100 * w / n : 0 }')
@@ -333,7 +330,7 @@ reload() {
     R[reload.applied]=$(grep -c 'config reloaded' "$PUNCTUAL_LOG" || true)
     R[reload.failed]=$(grep -c 'reload failed' "$PUNCTUAL_LOG" || true)
     R[reload.readback]=${seen# }
-    awk '$1 == ">" && $2 != "T" && $2 != "I" && NF == 5 { print $5 }' "$out" > "$TMP/reload.lat"
+    latencies_of "$out" > "$TMP/reload.lat"
     read -r _ 'R[reload.p50]' 'R[reload.p99]' 'R[reload.p999]' < <(pcts "$TMP/reload.lat")
     stop_punctual
 }
