@@ -27,6 +27,10 @@ pub enum LookupError {
     Network(io::ErrorKind),
     #[error("too many lookups in flight or waiters on one lookup")]
     Overloaded,
+    /// Every upstream of the route is marked down and `max_inflight_down`
+    /// lookups are already asking them.
+    #[error("every upstream server is down")]
+    Unreachable,
     /// The upstream answered SERVFAIL or REFUSED (this RCODE); remembered by
     /// the failure cache.
     #[error("the upstream answered with RCODE {0}")]
@@ -42,6 +46,13 @@ impl LookupError {
                 Ede {
                     code: EDE_NO_REACHABLE_AUTHORITY,
                     text: "no reply from upstream before the deadline",
+                },
+            ),
+            LookupError::Unreachable => (
+                rcode::SERVFAIL,
+                Ede {
+                    code: EDE_NO_REACHABLE_AUTHORITY,
+                    text: "every upstream server is down",
                 },
             ),
             LookupError::Network(_) => (

@@ -321,6 +321,7 @@ fn build_routes(
         max_rto: config.limits.deadline,
         trust_ad: config.upstream.trust_ad,
         idle_timeout: config.upstream.idle_timeout,
+        max_inflight_down: config.limits.max_inflight_down,
     };
     let any_tls = upstreams
         .iter()
@@ -421,6 +422,7 @@ fn log_final_counters(resolver: &Resolver) {
         upstream_queries = m.upstream_queries.get(),
         upstream_probes = m.upstream_probes.get(),
         lookup_timeouts = m.lookup_timeouts.get(),
+        upstream_down_answers = m.upstream_down_answers.get(),
         queries_prohibited = m.queries_prohibited.get(),
         rate_limited = m.rate_limited.get(),
         udp_oversized = m.udp_oversized.get(),

@@ -65,6 +65,9 @@ pub struct Metrics {
     pub lookups_cancelled: Counter,
     pub lookup_timeouts: Counter,
     pub lookup_network_errors: Counter,
+    /// Lookups failed at once (EDE 22) because every upstream of their route was
+    /// down and `max_inflight_down` lookups were already asking.
+    pub upstream_down_answers: Counter,
     /// Packets sent to upstreams (each UDP attempt and each TCP query).
     pub upstream_queries: Counter,
     pub upstream_tcp_fallbacks: Counter,

@@ -4,8 +4,9 @@
 //! hedged around after its RTO (clamped to at least 50 ms) and, after three
 //! consecutive timeouts, moved to the back of the order; SERVFAIL/REFUSED move
 //! on to the next server at once; a server marked down is still asked, so one
-//! recovery is noticed on the very next query; `parallel` asks every server at
-//! once; `ordered` waits `attempt_timeout` before the next server.
+//! recovery is noticed on the very next query, but while every server is down
+//! only `max_inflight_down` lookups ask and the rest fail at once; `parallel`
+//! asks every server at once; `ordered` waits `attempt_timeout` before the next server.
 //!
 //! Every test sets the strategy it tests: `test_config` defaults to `ordered`.
 //! Each upstream answers with its own address, so a reply says who answered.
@@ -280,6 +281,131 @@ async fn a_server_marked_down_is_asked_and_recovers_at_once() {
         "after one answer B is still behind A: {:?}",
         reply.elapsed
     );
+    server.stop().await;
+}
+
+/// Asks for `names` at once; returns the replies in the same order.
+async fn ask_all(server: SocketAddr, names: &[String]) -> Vec<Reply> {
+    let mut asks = JoinSet::new();
+    for (i, name) in names.iter().enumerate() {
+        let name = name.clone();
+        asks.spawn(async move { (i, ask(server, &name).await) });
+    }
+    let mut replies: Vec<Option<Reply>> = names.iter().map(|_| None).collect();
+    while let Some(done) = asks.join_next().await {
+        let (i, reply) = done.expect("client task");
+        replies[i] = Some(reply);
+    }
+    replies.into_iter().flatten().collect()
+}
+
+/// Marks the one upstream of `server` down: with `ordered` and one server
+/// each lookup charges one timeout (at attempt_timeout), so three concurrent
+/// lookups make the three consecutive timeouts.
+async fn mark_down(server: SocketAddr, upstream: &FakeUpstream, round: &str) {
+    let names: Vec<String> = (0..3)
+        .map(|i| format!("dead{i}.{round}.slots.test"))
+        .collect();
+    for name in &names {
+        upstream.add_a(name, IP_A, 300);
+    }
+    for reply in ask_all(server, &names).await {
+        assert_eq!(reply.message.response_code, ResponseCode::ServFail);
+    }
+}
+
+/// While every server is down, `max_inflight_down` lookups still ask and any
+/// more fail at once with EDE 22, so a hung upstream holds a bounded number of
+/// lookups; those that ask notice the recovery with their next retransmission,
+/// and one answer lets everything through again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_every_server_is_down_only_max_inflight_down_lookups_ask() {
+    const SLOTS: usize = 2;
+    let upstream = FakeUpstream::start(loopback(210)).await;
+    upstream.set_behavior(Behavior::Hang);
+    let mut config = test_config(&[upstream.addr()]);
+    config.limits.max_inflight_down = SLOTS;
+    config.cache.failure_ttl = Duration::ZERO;
+    let server = start_with(config).await;
+    mark_down(server.udp, &upstream, "first").await;
+
+    // Down (for 1 s): six new names at once, two get a slot and wait.
+    let names: Vec<String> = (0..6).map(|i| format!("n{i}.while.slots.test")).collect();
+    let asked_before = upstream.queries();
+    let replies = ask_all(server.udp, &names).await;
+    let mut waited = 0;
+    for reply in &replies {
+        assert_eq!(reply.message.response_code, ResponseCode::ServFail);
+        let (code, text) = ede(&reply.message).expect("a SERVFAIL to an EDNS query has an EDE");
+        assert_eq!(code, EDE_NO_REACHABLE_AUTHORITY, "EDE (text {text:?})");
+        if reply.elapsed >= TEST_DEADLINE {
+            assert!(
+                reply.elapsed < TEST_DEADLINE + LATE_MARGIN,
+                "{:?}",
+                reply.elapsed
+            );
+            waited += 1;
+        } else {
+            assert!(
+                reply.elapsed < AT_ONCE,
+                "neither at once nor at the deadline: {:?}",
+                reply.elapsed
+            );
+            assert_eq!(text, "every upstream server is down");
+        }
+    }
+    assert_eq!(waited, SLOTS, "lookups that waited for the upstream");
+    let metrics = server.stats.metrics();
+    assert_eq!(
+        metrics.upstream_down_answers.get(),
+        (names.len() - SLOTS) as u64
+    );
+    // Only the slot holders reached the upstream (an attempt and a retransmission each).
+    let asked = upstream.queries() - asked_before;
+    assert!(
+        (SLOTS..=2 * SLOTS).contains(&asked),
+        "{asked} upstream queries"
+    );
+
+    // Healed with the slots free: the next lookup takes one, is answered, and
+    // the server is up again for everyone.
+    upstream.set_behavior(Behavior::Answer);
+    let healed = "healed.slots.test".to_owned();
+    upstream.add_a(&healed, IP_A, 300);
+    let reply = ask(server.udp, &healed).await;
+    assert_answer(&reply, IP_A);
+    let names: Vec<String> = (0..6).map(|i| format!("n{i}.up.slots.test")).collect();
+    for name in &names {
+        upstream.add_a(name, IP_A, 300);
+    }
+    for reply in ask_all(server.udp, &names).await {
+        assert_answer(&reply, IP_A);
+        assert!(reply.elapsed < AT_ONCE, "{:?}", reply.elapsed);
+    }
+
+    // Down again, and healed while both slots are held: their retransmission
+    // (at attempt_timeout) is answered, which ends the outage for the rest.
+    upstream.set_behavior(Behavior::Hang);
+    mark_down(server.udp, &upstream, "second").await;
+    let names: Vec<String> = (0..SLOTS)
+        .map(|i| format!("n{i}.held.slots.test"))
+        .collect();
+    for name in &names {
+        upstream.add_a(name, IP_A, 300);
+    }
+    let addr = server.udp;
+    let held = tokio::spawn(async move { ask_all(addr, &names).await });
+    sleep(Duration::from_millis(20)).await;
+    upstream.set_behavior(Behavior::Answer);
+    for reply in held.await.expect("client task") {
+        assert_answer(&reply, IP_A);
+        assert!(reply.elapsed < TEST_DEADLINE, "{:?}", reply.elapsed);
+    }
+    let after = "after.slots.test".to_owned();
+    upstream.add_a(&after, IP_A, 300);
+    let reply = ask(server.udp, &after).await;
+    assert_answer(&reply, IP_A);
+    assert!(reply.elapsed < AT_ONCE, "{:?}", reply.elapsed);
     server.stop().await;
 }
 

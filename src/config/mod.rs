@@ -229,6 +229,10 @@ pub struct LimitsConfig {
     /// Clients waiting on one in-flight lookup. Default 1024.
     #[serde(deserialize_with = "value::count")]
     pub max_waiters: usize,
+    /// Lookups in flight while every upstream server of their route is marked
+    /// down; beyond it a lookup fails at once. Default 32.
+    #[serde(deserialize_with = "value::count")]
+    pub max_inflight_down: usize,
     /// Requested UDP receive buffer in bytes (`SO_RCVBUF`). Default 4 MiB.
     #[serde(deserialize_with = "value::size")]
     pub udp_recv_buffer: usize,
@@ -276,6 +280,7 @@ impl Default for LimitsConfig {
             attempt_timeout: Duration::from_millis(400),
             max_inflight: 10_000,
             max_waiters: 1_024,
+            max_inflight_down: 32,
             udp_recv_buffer: 4 << 20,
             tcp_max_connections: 512,
             tcp_idle_timeout: Duration::from_secs(10),
@@ -687,6 +692,11 @@ impl Config {
                 "limits.max_waiters",
                 limits.max_waiters,
                 self.unchanged(|config| &config.limits.max_waiters),
+            ),
+            (
+                "limits.max_inflight_down",
+                limits.max_inflight_down,
+                self.unchanged(|config| &config.limits.max_inflight_down),
             ),
             (
                 "limits.tcp_max_connections",

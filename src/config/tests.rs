@@ -41,6 +41,7 @@ fn defaults() {
     assert_eq!(config.limits.attempt_timeout, Duration::from_millis(400));
     assert_eq!(config.limits.max_inflight, 10_000);
     assert_eq!(config.limits.max_waiters, 1_024);
+    assert_eq!(config.limits.max_inflight_down, 32);
     assert_eq!(config.limits.udp_recv_buffer, 4 * 1024 * 1024);
     assert_eq!(config.limits.tcp_max_connections, 512);
     assert_eq!(config.limits.tcp_idle_timeout, Duration::from_secs(10));
@@ -90,6 +91,7 @@ fn every_key() -> Result<(), ConfigError> {
         attempt_timeout = "500ms"
         max_inflight = 1
         max_waiters = 2
+        max_inflight_down = 4
         udp_recv_buffer = 65536
         tcp_max_connections = 3
         tcp_idle_timeout = "1m"
@@ -152,9 +154,10 @@ fn every_key() -> Result<(), ConfigError> {
         (
             limits.max_inflight,
             limits.max_waiters,
+            limits.max_inflight_down,
             limits.tcp_max_connections
         ),
-        (1, 2, 3)
+        (1, 2, 4, 3)
     );
     assert_eq!(limits.udp_recv_buffer, 65_536);
     assert_eq!(limits.tcp_idle_timeout, Duration::from_secs(60));
@@ -475,6 +478,11 @@ fn validation_errors_point_at_the_key() {
         ),
         ("[limits]\nmax_inflight = 0\n", 2, "limits.max_inflight"),
         ("[limits]\nmax_waiters = 0\n", 2, "limits.max_waiters"),
+        (
+            "[limits]\nmax_inflight_down = 0\n",
+            2,
+            "limits.max_inflight_down",
+        ),
         (
             "[limits]\ntcp_max_connections = 0\n",
             2,

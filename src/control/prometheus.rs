@@ -191,7 +191,7 @@ pub fn render(stats: &Stats) -> String {
 }
 
 /// The plain counters, by their exported name.
-fn counters(metrics: &Metrics) -> [(&'static str, &'static str, &Counter); 38] {
+fn counters(metrics: &Metrics) -> [(&'static str, &'static str, &Counter); 39] {
     [
         (
             "punctual_queries_dropped_total",
@@ -282,6 +282,11 @@ fn counters(metrics: &Metrics) -> [(&'static str, &'static str, &Counter); 38] {
             "punctual_overload_answers_total",
             "Queries answered SERVFAIL because max_inflight or max_waiters was reached.",
             &metrics.overload_answers,
+        ),
+        (
+            "punctual_upstream_down_answers_total",
+            "Lookups failed at once because every upstream was down and max_inflight_down lookups were asking.",
+            &metrics.upstream_down_answers,
         ),
         (
             "punctual_lookups_started_total",

@@ -57,6 +57,7 @@ pub fn to_json(stats: &Stats) -> Value {
             "coalesced_joins": metrics.coalesced_joins.get(),
             "abandoned_waiters": metrics.abandoned_waiters.get(),
             "overload_answers": metrics.overload_answers.get(),
+            "upstream_down_answers": metrics.upstream_down_answers.get(),
         },
         "local_answers": metrics.local_answers.get(),
         "refused": metrics.queries_prohibited.get(),

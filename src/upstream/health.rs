@@ -4,8 +4,9 @@
 //!
 //! Down is a hint, never a verdict: consecutive timeouts mark a server down
 //! for an exponentially growing period, which only moves it to the back of the
-//! order; queries still reach it when nothing better is up, probes still reach
-//! it, and one answer restores it at once (unbound's 15-minute memory of a dead
+//! order; queries still reach it when nothing better is up (at most
+//! `max_inflight_down` lookups at a time when every server is down), probes
+//! still reach it, and one answer restores it at once (unbound's 15-minute memory of a dead
 //! server is what this avoids).
 
 use std::sync::Mutex;

@@ -4,7 +4,8 @@
 //!
 //! Order (`strategy`): `fastest` sorts the servers by smoothed RTT (unmeasured
 //! first, so a new server is measured at once; servers marked down last, but
-//! still asked when nothing else is up); every 20th lookup also probes one other
+//! still asked when nothing else is up, by at most `max_inflight_down` lookups
+//! at a time); every 20th lookup also probes one other
 //! server at the same moment, so a recovered or faster server is noticed without
 //! making anyone wait for it. `ordered` keeps the config order. `parallel`
 //! asks every server at once.
@@ -36,7 +37,7 @@ mod watch;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -137,6 +138,8 @@ pub struct UpstreamOptions {
     pub trust_ad: bool,
     /// How long an unused TCP or TLS connection stays open.
     pub idle_timeout: Duration,
+    /// Lookups let through while every server is down ([`DownSlot`]).
+    pub max_inflight_down: usize,
 }
 
 /// One server's counters and state, as [`Upstream::report`] gives them.
@@ -159,7 +162,22 @@ pub struct Upstream {
     options: UpstreamOptions,
     tls: Arc<ClientConfig>,
     lookups: AtomicU64,
+    /// Lookups holding a [`DownSlot`].
+    down_lookups: AtomicUsize,
     metrics: Arc<Metrics>,
+}
+
+/// One of the `max_inflight_down` places for lookups that start while every
+/// server is down. Those lookups still ask (their retransmissions are what
+/// notice a recovery, and one answer marks the server up again); any more
+/// would only wait out the deadline in memory, so they fail at once. This is
+/// unbound's probing of a server with a timed-out RTT, bounded per route.
+struct DownSlot<'a>(&'a AtomicUsize);
+
+impl Drop for DownSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Upstream {
@@ -181,6 +199,7 @@ impl Upstream {
             options,
             tls,
             lookups: AtomicU64::new(0),
+            down_lookups: AtomicUsize::new(0),
             metrics,
         }
     }
@@ -256,8 +275,14 @@ impl Upstream {
         question: Arc<Question>,
         deadline: Instant,
     ) -> Result<Answer, LookupError> {
+        let servers = self.current();
+        let Ok(_slot) = self.down_slot(&servers, Instant::now()) else {
+            self.metrics.upstream_down_answers.inc();
+            return Err(LookupError::Unreachable);
+        };
         // The loop ends itself at the deadline; the timeout is a second fence.
-        let result = match timeout_at(deadline, self.exchange_until(question, deadline)).await {
+        let exchange = self.exchange_until(&servers, question, deadline);
+        let result = match timeout_at(deadline, exchange).await {
             Ok(result) => result,
             Err(_) => Err(LookupError::Timeout),
         };
@@ -273,6 +298,24 @@ impl Upstream {
             _ => {}
         }
         result
+    }
+
+    /// `Ok(None)` while some server is up; a [`DownSlot`] while every one is
+    /// down and a slot is free; `Err` when none is.
+    fn down_slot(&self, servers: &[Arc<Server>], now: Instant) -> Result<Option<DownSlot<'_>>, ()> {
+        let all_down = !servers.is_empty()
+            && servers
+                .iter()
+                .all(|server| server.health.snapshot(now).down);
+        if !all_down {
+            return Ok(None);
+        }
+        self.down_lookups
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < self.options.max_inflight_down).then_some(taken + 1)
+            })
+            .map(|_| Some(DownSlot(&self.down_lookups)))
+            .map_err(|_| ())
     }
 
     /// Server indices in the order this lookup asks them.
@@ -299,12 +342,12 @@ impl Upstream {
 
     async fn exchange_until(
         &self,
+        servers: &[Arc<Server>],
         question: Arc<Question>,
         deadline: Instant,
     ) -> Result<Answer, LookupError> {
         let start = Instant::now();
-        let servers = self.current();
-        let order = self.order(&servers, start);
+        let order = self.order(servers, start);
         let count = order.len();
         if count == 0 {
             return Err(LookupError::Network(io::ErrorKind::NotFound));
@@ -333,7 +376,7 @@ impl Upstream {
                         servers[server].timeouts.inc();
                     }
                 }
-                let (mut targets, wait) = self.turn(&servers, &order, turn, lookup_number);
+                let (mut targets, wait) = self.turn(servers, &order, turn, lookup_number);
                 // A server that answered SERVFAIL/REFUSED or failed is not asked again.
                 targets.retain(|&server| !failed[server]);
                 turn += 1;
