@@ -4,8 +4,9 @@
 //! The rules for what is answered and what is dropped live here (RFC 1035 §4.1.1,
 //! RFC 6891 §6.1.3, RFC 7766): shorter than a header or QR=1 is dropped (never
 //! answer a response, that is how reflection loops start); an opcode other than
-//! QUERY gets NOTIMP; an unparseable body or a question count other than one
-//! gets FORMERR; an EDNS version above 0 gets BADVERS.
+//! QUERY gets NOTIMP (with the question and OPT echoed when the body parses,
+//! header only when it does not); an unparseable body or a question count other
+//! than one gets FORMERR; an EDNS version above 0 gets BADVERS.
 //!
 //! A query is checked by walking it with the bounds-checked helpers in `wire`
 //! rather than decoding it with hickory-proto: every name, count and record
@@ -72,41 +73,23 @@ impl ClientQuery {
             return Err(Rejected::Drop);
         }
         if header.opcode() != OPCODE_QUERY {
+            // Every response echoes the question and, if the client sent EDNS,
+            // carries OPT (RFC 6891 §7); only a body we cannot parse gets the bare
+            // header, as there is then no question to trust.
+            let reply = match parse_body(bytes, &header) {
+                Some(query) => response::not_implemented(&query, header.opcode()),
+                None => response::header_only(&header, rcode::NOTIMP),
+            };
+            return Err(Rejected::Reply(reply));
+        }
+        let Some(query) = parse_body(bytes, &header) else {
             return Err(Rejected::Reply(response::header_only(
                 &header,
-                rcode::NOTIMP,
+                rcode::FORMERR,
             )));
-        }
-        let formerr = || Rejected::Reply(response::header_only(&header, rcode::FORMERR));
-        if header.qdcount != 1 {
-            return Err(formerr());
-        }
-        let Ok(span) = wire::question_span(bytes) else {
-            return Err(formerr());
-        };
-        let Ok(edns) = find_opt(bytes, &header, span.end) else {
-            return Err(formerr());
-        };
-        let question: Box<[u8]> = bytes[HEADER_LEN..span.end].into();
-        let mut name = Vec::with_capacity(span.name_end - HEADER_LEN);
-        wire::lowercase_into(&bytes[HEADER_LEN..span.name_end], &mut name);
-        let query = ClientQuery {
-            id: header.id,
-            recursion_desired: header.has(FLAG_RD),
-            checking_disabled: header.has(FLAG_CD),
-            authentic_data: header.has(FLAG_AD),
-            question,
-            key: Key {
-                name: name.into_boxed_slice(),
-                qtype: span.qtype,
-                qclass: span.qclass,
-                dnssec_ok: edns.is_some_and(|e| e.dnssec_ok),
-                checking_disabled: header.has(FLAG_CD),
-            },
-            edns,
         };
         // RFC 6891 §6.1.3: a version we do not implement gets BADVERS with our version (0).
-        if edns.is_some_and(|e| e.version > 0) {
+        if query.edns.is_some_and(|e| e.version > 0) {
             return Err(Rejected::Reply(response::synthesized(
                 &query,
                 rcode::NOERROR,
@@ -127,6 +110,35 @@ impl ClientQuery {
                 .clamp(wire::CLASSIC_UDP_PAYLOAD, usize::from(wire::EDNS_PAYLOAD)),
         }
     }
+}
+
+/// The question and OPT of a message whose header was read, checked as for a
+/// QUERY: exactly one question, every record after it well formed, at most one
+/// OPT. `None` when any of that fails.
+fn parse_body(bytes: &[u8], header: &Header) -> Option<ClientQuery> {
+    if header.qdcount != 1 {
+        return None;
+    }
+    let span = wire::question_span(bytes).ok()?;
+    let edns = find_opt(bytes, header, span.end).ok()?;
+    let question: Box<[u8]> = bytes.get(HEADER_LEN..span.end)?.into();
+    let mut name = Vec::with_capacity(span.name_end - HEADER_LEN);
+    wire::lowercase_into(bytes.get(HEADER_LEN..span.name_end)?, &mut name);
+    Some(ClientQuery {
+        id: header.id,
+        recursion_desired: header.has(FLAG_RD),
+        checking_disabled: header.has(FLAG_CD),
+        authentic_data: header.has(FLAG_AD),
+        question,
+        key: Key {
+            name: name.into_boxed_slice(),
+            qtype: span.qtype,
+            qclass: span.qclass,
+            dnssec_ok: edns.is_some_and(|e| e.dnssec_ok),
+            checking_disabled: header.has(FLAG_CD),
+        },
+        edns,
+    })
 }
 
 /// Walks every record after the question (so counts that lie are caught) and

@@ -6,10 +6,11 @@
 //! (RFC 6891 §7), and a synthesized failure carries its EDE there (RFC 8914).
 
 use crate::query::ClientQuery;
+use crate::query::rcode::NOTIMP;
 use crate::wire::{self, Ede, FLAG_CD, FLAG_RD, FLAG_TC, Header};
 
 /// A response to a request we could not parse past its header: ID, opcode and RD
-/// echoed, no question (we do not trust it), RA=1.
+/// echoed, no question (we do not trust it), no OPT, RA=1.
 pub fn header_only(request: &Header, rcode: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(wire::HEADER_LEN);
     wire::put_header(
@@ -50,6 +51,16 @@ pub fn synthesized(
     if let Some(edns) = query.edns {
         wire::put_opt(&mut out, edns.dnssec_ok, extended_rcode, ede);
     }
+    out
+}
+
+/// NOTIMP for a request with another opcode whose question and OPT parse: as
+/// [`synthesized`], with the request's opcode copied into the response (RFC
+/// 1035 §4.1.1).
+pub fn not_implemented(query: &ClientQuery, opcode: u8) -> Vec<u8> {
+    let mut out = synthesized(query, NOTIMP, 0, None);
+    let flags = wire::read_u16(&out, 2).unwrap_or_default() | wire::response_flags(opcode, NOTIMP);
+    wire::write_u16(&mut out, 2, flags);
     out
 }
 
