@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -121,13 +122,15 @@ async fn five_hundred_identical_queries_make_one_upstream_query() {
     let server = start_with(one_attempt_config(upstream.addr())).await;
 
     // Bind every client socket first, then send all queries in one tight loop, so
-    // they all arrive well inside the upstream's 150 ms.
+    // they all arrive well inside the upstream's 150 ms. Distinct IDs (random ones
+    // may repeat), so a reply with another waiter's ID cannot pass for its own.
     let mut clients = Vec::with_capacity(CLIENTS);
-    for _ in 0..CLIENTS {
+    for i in 0..CLIENTS {
         let socket = UdpSocket::bind(local_bind_addr(server.udp))
             .await
             .expect("bind client socket");
-        let opts = QueryOpts::default();
+        let id = 0x4000 + u16::try_from(i).expect("fewer than 2^16 clients");
+        let opts = QueryOpts::default().with_id(id);
         clients.push((socket, opts.id, build_query(NAME, RecordType::A, &opts)));
     }
     let mut replies = JoinSet::new();
@@ -149,11 +152,12 @@ async fn five_hundred_identical_queries_make_one_upstream_query() {
             (id, buf, sent.elapsed())
         });
     }
-    let mut answered = 0;
+    let mut reply_ids = HashSet::with_capacity(CLIENTS);
     while let Some(joined) = replies.join_next().await {
         let (id, bytes, elapsed) = joined.expect("client task");
         let message = hickory_proto::op::Message::from_vec(&bytes).expect("reply decodes");
         assert_eq!(message.id, id, "each client gets its own ID back");
+        reply_ids.insert(message.id);
         let reply = Reply {
             message,
             bytes,
@@ -161,9 +165,12 @@ async fn five_hundred_identical_queries_make_one_upstream_query() {
         };
         assert_answer(&reply, NAME, RecordType::A, "192.0.2.80");
         assert!(elapsed < TEST_DEADLINE, "answered after {elapsed:?}");
-        answered += 1;
     }
-    assert_eq!(answered, CLIENTS);
+    assert_eq!(
+        reply_ids.len(),
+        CLIENTS,
+        "one reply per client, each with its own ID"
+    );
 
     assert_eq!(
         upstream.queries_for(NAME),
