@@ -4,7 +4,8 @@
 //! truncated, dripping, cut short, oversized, with lying counts or looping names) so a
 //! test can check how the resolver copes. Everything it
 //! receives is counted, and the last query is kept so tests can assert what the resolver
-//! actually sent upstream. It never panics on input, whatever arrives on the wire.
+//! actually sent upstream; each query's source, ID and arrival time are logged so tests
+//! can check retransmission. It never panics on input, whatever arrives on the wire.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -38,6 +39,9 @@ const MAX_CNAME_HOPS: usize = 16;
 const DRIP_INTERVAL: Duration = Duration::from_secs(1);
 /// Frames queued per TCP connection before the reader waits for the writer.
 const TCP_WRITE_QUEUE: usize = 64;
+/// Queries kept in the log of [`FakeUpstream::received`]; later ones are counted but
+/// not logged, so a long flood cannot grow the test's memory without bound.
+const RECEIVED_LOG: usize = 65_536;
 
 /// How the fake upstream treats the queries it receives from now on. Read once per
 /// query when it arrives, so a change never affects replies already scheduled.
@@ -107,6 +111,19 @@ pub enum Transport {
     Tcp,
 }
 
+/// One well-formed query as it arrived, for tests of retransmission (RFC 5452 §9.2:
+/// each attempt from its own source port, with its own ID).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub transport: Transport,
+    /// The sender's address; its port is the resolver's source port.
+    pub source: SocketAddr,
+    /// The query's DNS ID.
+    pub id: u16,
+    /// When the datagram or frame was read.
+    pub at: Instant,
+}
+
 /// A scripted DNS server bound on UDP and TCP, same port. Serves until dropped.
 pub struct FakeUpstream {
     addr: SocketAddr,
@@ -137,6 +154,7 @@ struct Stats {
     open_connections: usize,
     per_name: HashMap<String, usize>,
     last: Option<Message>,
+    received: Vec<Received>,
 }
 
 /// One datagram or frame to send, `after` counted from the query's arrival.
@@ -327,6 +345,12 @@ impl FakeUpstream {
         lock(&self.shared.stats).last.clone()
     }
 
+    /// Every well-formed query received (the first [`RECEIVED_LOG`] of them), in
+    /// arrival order, with its source, ID and arrival time.
+    pub fn received(&self) -> Vec<Received> {
+        lock(&self.shared.stats).received.clone()
+    }
+
     /// Datagrams or frames that did not parse as a DNS query (ignored, never answered).
     pub fn malformed(&self) -> usize {
         lock(&self.shared.stats).malformed
@@ -347,7 +371,8 @@ impl FakeUpstream {
         lock(&self.shared.stats).open_connections
     }
 
-    /// Zeroes every counter and forgets the last query. Zone and behaviour are kept.
+    /// Zeroes every counter and forgets the last query and the log of received ones.
+    /// Zone and behaviour are kept.
     pub fn reset_counters(&self) {
         *lock(&self.shared.stats) = Stats::default();
     }
@@ -421,8 +446,9 @@ async fn serve_udp(socket: Arc<UdpSocket>, decoy: Arc<UdpSocket>, shared: Arc<Sh
             // e.g. an ICMP error surfaced on a later read; the socket is still usable.
             Err(_) => continue,
         };
+        let at = Instant::now();
         while pending.try_join_next().is_some() {}
-        let steps = handle(&shared, &buf[..len], Transport::Udp);
+        let steps = handle(&shared, &buf[..len], Transport::Udp, peer, at);
         if steps.iter().all(|s| s.after.is_zero()) {
             for step in &steps {
                 let from = if step.from_decoy { &decoy } else { &socket };
@@ -445,8 +471,8 @@ async fn serve_udp(socket: Arc<UdpSocket>, decoy: Arc<UdpSocket>, shared: Arc<Sh
 async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
     let mut connections = JoinSet::new();
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(_) => {
                 // Out of descriptors or similar: back off instead of spinning.
                 sleep(Duration::from_millis(10)).await;
@@ -461,11 +487,11 @@ async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<
         connections.spawn(async move {
             lock(&shared.stats).open_connections += 1;
             match tls {
-                None => serve_tcp_connection(stream, shared.clone()).await,
+                None => serve_tcp_connection(stream, peer, shared.clone()).await,
                 Some(acceptor) => {
                     if let Ok(stream) = acceptor.accept(stream).await {
                         lock(&shared.stats).tls_handshakes += 1;
-                        serve_tcp_connection(stream, shared.clone()).await;
+                        serve_tcp_connection(stream, peer, shared.clone()).await;
                     }
                 }
             }
@@ -477,7 +503,7 @@ async fn serve_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<
 /// RFC 7766 framing: each message is preceded by its 2-byte length. Queries are read
 /// and answered concurrently (a delayed answer does not hold up the next one), and all
 /// replies go through one writer so frames never interleave.
-async fn serve_tcp_connection<S>(stream: S, shared: Arc<Shared>)
+async fn serve_tcp_connection<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -495,8 +521,9 @@ where
             if reader.read_exact(&mut message).await.is_err() {
                 break;
             }
+            let at = Instant::now();
             while responders.try_join_next().is_some() {}
-            let steps = handle(&shared, &message, Transport::Tcp);
+            let steps = handle(&shared, &message, Transport::Tcp, peer, at);
             if steps.iter().all(|s| s.after.is_zero()) {
                 // Immediate replies are queued in arrival order.
                 for step in steps {
@@ -559,15 +586,28 @@ where
 
 // ---- deciding the replies -----------------------------------------------------------
 
-/// Parses one query, counts it and returns what to send back, per the current behaviour.
-fn handle(shared: &Shared, bytes: &[u8], transport: Transport) -> Vec<Step> {
-    let mut steps = plan(shared, bytes, transport);
+/// Parses one query from `source`, read at `at`, counts and logs it and returns what
+/// to send back, per the current behaviour.
+fn handle(
+    shared: &Shared,
+    bytes: &[u8],
+    transport: Transport,
+    source: SocketAddr,
+    at: Instant,
+) -> Vec<Step> {
+    let mut steps = plan(shared, bytes, transport, source, at);
     // A reply that failed to encode comes out empty: send nothing rather than that.
     steps.retain(|step| !step.bytes.is_empty());
     steps
 }
 
-fn plan(shared: &Shared, bytes: &[u8], transport: Transport) -> Vec<Step> {
+fn plan(
+    shared: &Shared,
+    bytes: &[u8],
+    transport: Transport,
+    source: SocketAddr,
+    at: Instant,
+) -> Vec<Step> {
     let query = match Message::from_vec(bytes) {
         Ok(message) if message.message_type == MessageType::Query => message,
         _ => {
@@ -585,6 +625,14 @@ fn plan(shared: &Shared, bytes: &[u8], transport: Transport) -> Vec<Step> {
             *stats.per_name.entry(key_of(question.name())).or_default() += 1;
         }
         stats.last = Some(query.clone());
+        if stats.received.len() < RECEIVED_LOG {
+            stats.received.push(Received {
+                transport,
+                source,
+                id: query.id,
+                at,
+            });
+        }
     }
     let behavior = *lock(&shared.behavior);
 
