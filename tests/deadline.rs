@@ -181,6 +181,44 @@ async fn hanging_upstream_a_thousand_queries_all_fail_at_their_deadline() {
     server.stop().await;
 }
 
+/// RFC 3225 §3 and RFC 6891 §7: the SERVFAIL punctual writes itself when the
+/// deadline passes carries an OPT (our payload, 1232) that echoes the client's
+/// DO bit, set or clear, alongside its EDE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synthesized_servfail_echoes_the_clients_do_bit() {
+    let upstream = FakeUpstream::start(loopback(231)).await;
+    upstream.set_behavior(Behavior::Hang);
+    let server = start_with(core_config(&[upstream.addr()])).await;
+
+    let with_do = edns().with_dnssec_ok();
+    let without_do = edns();
+    let (a, b) = tokio::join!(
+        query_udp(
+            server.udp,
+            "do.hang.test",
+            RecordType::A,
+            &with_do,
+            CLIENT_LIMIT
+        ),
+        query_udp(
+            server.udp,
+            "nodo.hang.test",
+            RecordType::A,
+            &without_do,
+            CLIENT_LIMIT
+        ),
+    );
+    for (reply, dnssec_ok) in [(a, true), (b, false)] {
+        let reply = reply.expect("a SERVFAIL by the deadline");
+        assert_servfail(&reply, EDE_NO_REACHABLE_AUTHORITY);
+        assert_at_deadline(&reply);
+        let opt = reply.message.edns.as_ref().expect("OPT to an EDNS client");
+        assert_eq!(opt.max_payload(), 1232);
+        assert_eq!(opt.flags().dnssec_ok, dnssec_ok, "DO echoed as sent");
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_upstream_port_fails_fast_with_network_error() {
     // A port nobody listens on: bind, note it, close it.
