@@ -1,6 +1,7 @@
 //! The real binary: spawned with the shipped config on 127.0.0.33 port 0, its
 //! bound port read from the startup log line, queried, then stopped with
-//! SIGTERM; it must exit 0 within 2 s and free the port. Also `check`.
+//! SIGTERM; it must exit 0 within 2 s and free the port, and a query in flight
+//! when SIGTERM comes still gets its SERVFAIL first. Also `check`.
 
 mod common;
 
@@ -8,10 +9,13 @@ use std::net::IpAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::client::{QueryOpts, query_udp};
+use common::client::{QueryOpts, ede, query_udp};
 use common::process::{BIN, Punctual};
-use common::upstream::FakeUpstream;
+use common::queries::EDE_NO_REACHABLE_AUTHORITY;
+use common::upstream::{Behavior, FakeUpstream};
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use tokio::time::{Instant, sleep};
 const SHIPPED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/punctual.toml");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,6 +55,69 @@ async fn binary_serves_and_exits_cleanly_on_sigterm() {
     let status = punctual.terminate(Duration::from_secs(2));
     assert!(status.success(), "exit status {status}");
     // The port is free again.
+    std::net::UdpSocket::bind(addr).expect("port released");
+}
+
+/// SIGTERM drains (src/lib.rs `run`): a client whose lookup is still waiting
+/// on a hung upstream is answered at its deadline, SERVFAIL with EDE 22
+/// (RFC 8914 §4.23), before the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_answers_the_query_in_flight_at_sigterm_then_exits_0() {
+    let upstream = FakeUpstream::start("127.0.0.38".parse::<IpAddr>().expect("ip")).await;
+    upstream.set_behavior(Behavior::Hang);
+    let upstream_addr = upstream.addr().to_string();
+    let mut punctual = Punctual::spawn([
+        "run",
+        "--config",
+        SHIPPED_CONFIG,
+        "--listen",
+        "127.0.0.37:0",
+        "--control",
+        "off",
+        "--upstream",
+        &upstream_addr,
+        "--deadline",
+        "300ms",
+    ]);
+    let addr = punctual.udp_addr();
+
+    let sent = Instant::now();
+    let client = tokio::spawn(async move {
+        let opts = QueryOpts::default().with_edns(1232);
+        query_udp(
+            addr,
+            "inflight.bin.test",
+            RecordType::A,
+            &opts,
+            Duration::from_secs(2),
+        )
+        .await
+    });
+    // In flight: punctual has asked the upstream, which never answers.
+    let give_up = Instant::now() + Duration::from_secs(2);
+    while upstream.queries() == 0 {
+        assert!(Instant::now() < give_up, "the query never reached upstream");
+        sleep(Duration::from_millis(1)).await;
+    }
+    let signalled = sent.elapsed();
+    // terminate() polls with blocking sleeps: off the runtime the client uses.
+    let status = tokio::task::spawn_blocking(move || punctual.terminate(Duration::from_secs(2)))
+        .await
+        .expect("terminate");
+    assert!(status.success(), "exit status {status}");
+
+    let reply = client
+        .await
+        .expect("client task")
+        .expect("a reply to the query in flight at SIGTERM");
+    assert!(
+        reply.elapsed > signalled,
+        "answered after {:?}, before SIGTERM at {signalled:?}",
+        reply.elapsed
+    );
+    assert_eq!(reply.message.response_code, ResponseCode::ServFail);
+    let (code, _) = ede(&reply.message).expect("an EDE to an EDNS client");
+    assert_eq!(code, EDE_NO_REACHABLE_AUTHORITY);
     std::net::UdpSocket::bind(addr).expect("port released");
 }
 
