@@ -74,9 +74,9 @@ async fn silent_upstream_is_asked_again_after_attempt_timeout_doubling_from_fres
     // waits for its reply until the lookup ends), so their ports cannot repeat.
     let ports: HashSet<u16> = received.iter().map(|r| r.source.port()).collect();
     assert_eq!(ports.len(), 3, "source ports of {received:?}");
-    // A fresh random ID per attempt. Two of three random IDs coincide with
-    // probability 3/65536: a failure here that does not repeat is that chance.
+    // A fresh random ID per attempt. Two of three random IDs may coincide
+    // (3 in 65,536), all three only once in 2^32: a reused ID shows as one.
     let ids: HashSet<u16> = received.iter().map(|r| r.id).collect();
-    assert_eq!(ids.len(), 3, "IDs of {received:?}");
+    assert!(ids.len() >= 2, "one ID for every attempt: {received:?}");
     server.stop().await;
 }
