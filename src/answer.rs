@@ -376,6 +376,7 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use hickory_proto::op::{Edns, MessageType, OpCode, Query};
+    use hickory_proto::rr::rdata::opt::EdnsOption;
     use hickory_proto::rr::{Name, RData, Record, RecordType, rdata::A};
 
     use super::*;
@@ -609,7 +610,7 @@ pub(crate) mod tests {
                 .expect("valid");
         let query = client_query("a.test.", true);
         let ede = Ede {
-            code: 3,
+            code: crate::error::EDE_STALE_ANSWER,
             text: "stale answer",
         };
         let out = answer.render(&query, TtlMode::Fixed(30), &POLICY, Some(ede), 4096);
@@ -618,5 +619,13 @@ pub(crate) mod tests {
         let edns = message.edns.expect("OPT for an EDNS client");
         let options = edns.options().as_ref();
         assert_eq!(options.len(), 1, "one EDE option");
+        // RFC 8914 §4.4: INFO-CODE 3, Stale Answer, then the EXTRA-TEXT.
+        // hickory-proto 0.26 has no EDE type: option 15 decodes as `Unknown`.
+        let (_, option) = &options[0];
+        let EdnsOption::Unknown(wire::OPTION_EDE, data) = option else {
+            panic!("expected an EDE option, got {option:?}");
+        };
+        assert_eq!(data.get(..2), Some(&3u16.to_be_bytes()[..]), "INFO-CODE");
+        assert_eq!(data.get(2..), Some(&b"stale answer"[..]), "EXTRA-TEXT");
     }
 }
