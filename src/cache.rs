@@ -224,25 +224,28 @@ impl Cache {
         if self.limits.failure_ttl.is_zero() || error == LookupError::Overloaded {
             return;
         }
-        {
-            let store = self.lock();
-            if let Some(entry) = store.entries.peek(&key)
-                && matches!(entry.value, Value::Answer(_))
-                && (entry.expires > now
-                    || (self.limits.serve_stale && now < entry.expires + self.limits.stale_max_age))
-            {
-                return;
-            }
-        }
         let bytes = ENTRY_OVERHEAD + key.name.len();
         let ttl = crate::answer::whole_seconds(self.limits.failure_ttl);
-        self.store(
+        // The check and the store are one locked section: an answer stored
+        // between them (a racing lookup's) would otherwise be overwritten.
+        let mut store = self.lock();
+        if let Some(entry) = store.entries.peek(&key)
+            && matches!(entry.value, Value::Answer(_))
+            && (entry.expires > now
+                || (self.limits.serve_stale && now < entry.expires + self.limits.stale_max_age))
+        {
+            return;
+        }
+        let evictions = self.put(
+            &mut store,
             key,
             Value::Failure(error),
             now + self.limits.failure_ttl,
             ttl,
             bytes,
         );
+        drop(store);
+        self.count_insert(evictions);
         self.metrics.cache_failure_inserts.inc();
     }
 
@@ -259,6 +262,23 @@ impl Cache {
     }
 
     fn store(&self, key: Key, value: Value, expires: Instant, original_ttl: u32, bytes: usize) {
+        let mut store = self.lock();
+        let evictions = self.put(&mut store, key, value, expires, original_ttl, bytes);
+        drop(store);
+        self.count_insert(evictions);
+    }
+
+    /// Stores an entry under the caller's lock, then evicts down to the
+    /// bounds. Returns how many entries were evicted.
+    fn put(
+        &self,
+        store: &mut Store,
+        key: Key,
+        value: Value,
+        expires: Instant,
+        original_ttl: u32,
+        bytes: usize,
+    ) -> usize {
         let failure = matches!(value, Value::Failure(_));
         let entry = Entry {
             value,
@@ -267,7 +287,6 @@ impl Cache {
             bytes,
             prefetched: false,
         };
-        let mut store = self.lock();
         store.bytes += bytes;
         let mut evictions = 0;
         if failure {
@@ -293,11 +312,13 @@ impl Cache {
                 None => break,
             }
         }
-        drop(store);
+        evictions
+    }
+
+    /// The counters of one insert, bumped after the lock is released.
+    fn count_insert(&self, evictions: usize) {
         self.metrics.cache_inserts.inc();
-        for _ in 0..evictions {
-            self.metrics.cache_evictions.inc();
-        }
+        self.metrics.cache_evictions.add(evictions);
     }
 
     /// Removes everything. Returns how many entries went.
@@ -391,6 +412,9 @@ mod tests {
         (client_query(name, false).key, Arc::new(answer))
     }
 
+    /// Enough rounds that the race shows without the fix on a loaded 2-core machine.
+    const RACE_ROUNDS: usize = 5_000;
+
     fn is_fresh(hit: &Hit) -> bool {
         matches!(hit, Hit::Fresh { .. })
     }
@@ -451,6 +475,43 @@ mod tests {
         tokio::time::advance(Duration::from_secs(61)).await;
         cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
         assert!(matches!(cache.get(&key, Instant::now()), Hit::Stale(_)));
+    }
+
+    /// A lookup's failure and another's answer for one question, stored at the
+    /// same moment from two threads: whichever runs first, the answer stays.
+    /// The failure's check for an answer and its store were two locked
+    /// sections, and an answer stored between them was overwritten.
+    #[test]
+    fn a_failure_racing_an_answer_never_replaces_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (key, answer) = prepared("race.test.", 60);
+        let cache = cache(limits());
+        // Round r starts when `go` is r, and its answer is stored when `done` is r.
+        let (go, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let mut overwritten = 0;
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for round in 1..=RACE_ROUNDS {
+                    while go.load(Ordering::Acquire) != round {
+                        std::hint::spin_loop();
+                    }
+                    cache.insert(key.clone(), Arc::clone(&answer));
+                    done.store(round, Ordering::Release);
+                }
+            });
+            for round in 1..=RACE_ROUNDS {
+                cache.flush_all();
+                go.store(round, Ordering::Release);
+                cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
+                while done.load(Ordering::Acquire) != round {
+                    std::hint::spin_loop();
+                }
+                if !is_fresh(&cache.get(&key, Instant::now())) {
+                    overwritten += 1;
+                }
+            }
+        });
+        assert_eq!(overwritten, 0, "of {RACE_ROUNDS} rounds");
     }
 
     #[tokio::test(start_paused = true)]
