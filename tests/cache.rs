@@ -6,7 +6,8 @@
 //! garbage is never stored as an answer. Negative caching, the failure cache and
 //! serve-stale have their own files (negative.rs, failure_cache.rs, stale.rs);
 //! exact TTL countdown on a paused clock is unit-tested in src/cache.rs and
-//! src/answer.rs.
+//! src/answer.rs, and prefetch (which needs a TTL of 10 s, too slow for the
+//! real clock) in src/handler/tests.rs.
 
 mod common;
 

@@ -28,7 +28,7 @@ const LATE_MARGIN: Duration = Duration::from_millis(100);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(250);
 const QUERIES_PER_HUNG_LOOKUP: usize = 2;
 /// A background refresh runs for one deadline after the query that started it,
-/// with or without waiters (`Resolver::spawn_lookup` in src/handler.rs).
+/// with or without waiters (`Resolver::spawn_lookup` in src/handler/mod.rs).
 const REFRESH_LIFETIME: Duration = TEST_DEADLINE;
 const PAST_TTL: Duration = Duration::from_millis(1100);
 const STALE_TTL: u32 = 30;

@@ -32,7 +32,7 @@ const EARLY_SLACK: Duration = Duration::from_millis(5);
 /// Past a 1 s TTL counted from the upstream's reply.
 const PAST_TTL: Duration = Duration::from_millis(1100);
 /// A background refresh runs for one deadline after the query that started it,
-/// with or without waiters (`Resolver::spawn_lookup` in src/handler.rs).
+/// with or without waiters (`Resolver::spawn_lookup` in src/handler/mod.rs).
 const REFRESH_LIFETIME: Duration = TEST_DEADLINE;
 /// The default `stale_ttl` (RFC 8767 §4 recommends 30 s).
 const STALE_TTL: u32 = 30;

@@ -431,3 +431,6 @@ impl PendingQuery {
         (reply, source)
     }
 }
+
+#[cfg(test)]
+mod tests;
