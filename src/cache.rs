@@ -10,7 +10,7 @@
 //!   `failure_ttl` and never stale. A failure never replaces an answer: a stale
 //!   answer is preferred over a failure (RFC 8767 §5);
 //! - a fresh answer in the last 10% of an original TTL of at least 10 s asks
-//!   for one prefetch, once.
+//!   for one prefetch, once (again after [`Cache::prefetch_skipped`]).
 //!
 //! Bounded by `entries` and by `max_bytes`: whichever is reached first evicts
 //! the least recently used. Failures also leave once expired, oldest first, a
@@ -64,7 +64,8 @@ pub struct CacheLimits {
 pub enum Hit {
     Fresh {
         answer: Arc<Answer>,
-        /// Set once per entry, on the first hit in its last 10%: refresh it.
+        /// Set once per entry, on the first hit in its last 10%: refresh it,
+        /// or call [`Cache::prefetch_skipped`] so that a later hit asks again.
         prefetch: bool,
     },
     /// A remembered failure: answer it at once and refresh in the background.
@@ -200,6 +201,14 @@ impl Cache {
         };
         counter.inc();
         hit
+    }
+
+    /// The prefetch `get` asked for was not started (`max_inflight` lookups
+    /// running): the next hit in the entry's last tenth asks again.
+    pub fn prefetch_skipped(&self, key: &Key) {
+        if let Some(entry) = self.lock().entries.peek_mut(key) {
+            entry.prefetched = false;
+        }
     }
 
     /// Stores `answer` if it may be cached (replacing a failure or a stale

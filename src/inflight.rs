@@ -68,6 +68,16 @@ pub enum Joined {
     Overloaded,
 }
 
+/// What [`Inflight::refresh`] did.
+pub enum Refresh {
+    /// No lookup was in flight: the caller must run this one.
+    Start(LookupHandle),
+    /// The lookup in flight now runs to its end for the cache.
+    InFlight,
+    /// `max_inflight` lookups are running: none was started (counted).
+    Skipped,
+}
+
 /// Counts a test or an operator can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InflightGauges {
@@ -122,21 +132,20 @@ impl Inflight {
     }
 
     /// Makes sure a background refresh of `key` is in flight: marks the lookup
-    /// in flight as background, or returns a new one for the caller to run.
-    /// `None` also when `max_inflight` lookups are running (counted: the
-    /// refresh is skipped, the next hit tries again).
-    pub fn refresh(self: &Arc<Self>, key: &Key) -> Option<LookupHandle> {
+    /// in flight as background, or returns a new one for the caller to run;
+    /// skips it (counted) when `max_inflight` lookups are running.
+    pub fn refresh(self: &Arc<Self>, key: &Key) -> Refresh {
         let mut table = self.lock();
         if let Some(lookup) = table.lookups.get_mut(key) {
             lookup.background = true;
-            return None;
+            return Refresh::InFlight;
         }
         if table.lookups.len() >= self.max_inflight {
             drop(table);
             self.metrics.refreshes_skipped.inc();
-            return None;
+            return Refresh::Skipped;
         }
-        Some(self.insert(&mut table, key, Vec::new(), true))
+        Refresh::Start(self.insert(&mut table, key, Vec::new(), true))
     }
 
     fn insert(
@@ -494,8 +503,13 @@ mod tests {
     async fn one_refresh_per_key_and_it_survives_its_waiters_leaving() {
         let metrics = Arc::new(Metrics::default());
         let inflight = Inflight::new(10, 10, Arc::clone(&metrics));
-        let refresh = inflight.refresh(&key("a")).expect("starts a refresh");
-        assert!(inflight.refresh(&key("a")).is_none(), "at most one");
+        let Refresh::Start(refresh) = inflight.refresh(&key("a")) else {
+            panic!("expected to start a refresh");
+        };
+        assert!(
+            matches!(inflight.refresh(&key("a")), Refresh::InFlight),
+            "at most one"
+        );
         // A client joins the refresh, then gives up: the refresh goes on.
         let waiter = match inflight.join(&key("a"), false) {
             Joined::Follower(waiter) => waiter,
@@ -530,7 +544,7 @@ mod tests {
             Joined::Leader { waiter, lookup } => (waiter, lookup),
             _ => panic!("expected to lead"),
         };
-        assert!(inflight.refresh(&key("a")).is_none());
+        assert!(matches!(inflight.refresh(&key("a")), Refresh::InFlight));
         drop(waiter);
         assert_eq!(inflight.gauges().lookups, 1, "kept for the cache");
         lookup.complete(Err(LookupError::Timeout));
@@ -541,8 +555,10 @@ mod tests {
     async fn refresh_is_skipped_at_max_inflight() {
         let metrics = Arc::new(Metrics::default());
         let inflight = Inflight::new(1, 10, Arc::clone(&metrics));
-        let _first = inflight.refresh(&key("a")).expect("room for one");
-        assert!(inflight.refresh(&key("b")).is_none());
+        let Refresh::Start(_first) = inflight.refresh(&key("a")) else {
+            panic!("room for one");
+        };
+        assert!(matches!(inflight.refresh(&key("b")), Refresh::Skipped));
         assert_eq!(metrics.refreshes_skipped.get(), 1);
     }
 }

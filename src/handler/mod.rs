@@ -13,7 +13,8 @@
 //! - a stale entry (RFC 8767) starts or joins a refresh; the client waits for it
 //!   until `stale_answer_after`, then gets the stale answer with TTL `stale_ttl`
 //!   and EDE 3; a refresh that fails sooner gives it the stale answer sooner;
-//! - a fresh entry in the last tenth of its TTL is prefetched, once;
+//! - a fresh entry in the last tenth of its TTL is prefetched, once (a
+//!   prefetch skipped at `max_inflight` is asked for again by the next hit);
 //! - every lookup's end updates the cache: answers (positive or negative)
 //!   replace what was there; failures are remembered unless an answer is held,
 //!   and so is a client's own timeout, so glibc's immediate retry after a
@@ -28,7 +29,7 @@ use tokio::time::Instant;
 use crate::answer::{Answer, TtlMode};
 use crate::cache::{Cache, CacheLimits, Hit};
 use crate::error::{EDE_STALE_ANSWER, LookupError};
-use crate::inflight::{Inflight, InflightGauges, Joined, LookupHandle, Outcome, Waiter};
+use crate::inflight::{Inflight, InflightGauges, Joined, LookupHandle, Outcome, Refresh, Waiter};
 use crate::local::LocalAnswers;
 use crate::metrics::Metrics;
 use crate::query::{ClientQuery, Rejected};
@@ -222,13 +223,17 @@ impl Resolver {
         }
         let stale = match self.cache.get(&query.key, arrival) {
             Hit::Fresh { answer, prefetch } => {
-                if prefetch {
-                    self.refresh(&query, arrival, &self.metrics.prefetches);
+                // The cache asks for a prefetch once per entry; one not
+                // started must be asked for by a later hit.
+                if prefetch && !self.refresh(&query, arrival, &self.metrics.prefetches) {
+                    self.cache.prefetch_skipped(&query.key);
                 }
                 let reply = self.render(&answer, &query, transport, TtlMode::Aged(arrival), None);
                 return self.reply(reply, Source::Cache);
             }
             Hit::Failed(error) => {
+                // No once-flag here: every hit makes sure, so a skipped
+                // refresh is retried by the next one.
                 self.refresh(&query, arrival, &self.metrics.refreshes);
                 return self.reply(self.failure(&query, error), Source::FailureCache);
             }
@@ -273,15 +278,21 @@ impl Resolver {
     }
 
     /// Makes sure a background refresh of the query's question is in flight.
+    /// Returns false when it was skipped (`max_inflight` lookups running).
     fn refresh(
         self: &Arc<Self>,
         query: &ClientQuery,
         now: Instant,
         counter: &crate::metrics::Counter,
-    ) {
-        if let Some(lookup) = self.inflight.refresh(&query.key) {
-            counter.inc();
-            self.spawn_lookup(lookup, query, now, true);
+    ) -> bool {
+        match self.inflight.refresh(&query.key) {
+            Refresh::Start(lookup) => {
+                counter.inc();
+                self.spawn_lookup(lookup, query, now, true);
+                true
+            }
+            Refresh::InFlight => true,
+            Refresh::Skipped => false,
         }
     }
 

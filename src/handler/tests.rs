@@ -314,3 +314,29 @@ async fn hits_in_the_last_tenth_prefetch_once_and_renew_the_ttl() {
     assert_eq!(metrics.upstream_queries.get(), 1);
     assert_eq!(metrics.prefetches.get(), 1);
 }
+
+/// A prefetch skipped because `max_inflight` lookups are running is asked
+/// again by the next hit in the last tenth, once there is room.
+#[tokio::test(start_paused = true)]
+async fn prefetch_skipped_at_max_inflight_is_asked_again_by_the_next_hit() {
+    let (_upstream, addr) = hung();
+    let resolver = resolver(addr, |config| config.limits.max_inflight = 1);
+    let metrics = Arc::clone(resolver.metrics());
+    seed(&resolver, NAME, PREFETCH_TTL);
+    tokio::time::advance(Duration::from_millis(9_100)).await;
+
+    // Another name's lookup takes the only place.
+    let other = pending(ask(&resolver, "other.test."));
+    let (_, source) = at_once(ask(&resolver, NAME));
+    assert_eq!(source, Source::Cache);
+    assert_eq!(metrics.refreshes_skipped.get(), 1);
+    assert_eq!(metrics.prefetches.get(), 0);
+
+    // Its client leaves: the lookup is cancelled and the place is free.
+    drop(other);
+    assert_eq!(resolver.inflight().lookups, 0);
+    let (_, source) = at_once(ask(&resolver, NAME));
+    assert_eq!(source, Source::Cache);
+    assert_eq!(metrics.prefetches.get(), 1, "asked again");
+    assert_eq!(metrics.lookups_started.get(), 2);
+}
