@@ -39,8 +39,9 @@ const PREFETCH_MIN_TTL: u32 = 10;
 /// Bytes per entry beyond the answer's own: LRU node, hash slot, key, entry
 /// and the allocator's per-allocation overhead. Set from a measurement
 /// (`WORKLOADS=rss benches/load.sh`, 1M typical A answers): RSS grew 643 bytes
-/// per entry while 332 were counted with the structs' sizes alone, so
-/// `max_bytes` is close to what the cache really takes.
+/// per entry while 332 were counted with the structs' sizes alone. Since the
+/// hash table grows with use, RSS grows 470 bytes per entry and about 630 are
+/// counted, so `max_bytes` errs on the side of holding less than it allows.
 const ENTRY_OVERHEAD: usize = 400;
 
 /// Expired failures removed per insert: more than one, so they drain faster
