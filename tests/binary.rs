@@ -1,7 +1,8 @@
 //! The real binary: spawned with the shipped config on 127.0.0.33 port 0, its
 //! bound port read from the startup log line, queried, then stopped with
 //! SIGTERM; it must exit 0 within 2 s and free the port, and a query in flight
-//! when SIGTERM comes still gets its SERVFAIL first. Also `check`.
+//! when SIGTERM comes still gets its SERVFAIL first. Also `check`, and the
+//! log levels (per-query events only at debug/trace).
 
 mod common;
 
@@ -151,4 +152,65 @@ fn check_accepts_the_shipped_config_and_rejects_a_bad_one_with_64() {
         .output()
         .expect("run");
     assert_eq!(usage.status.code(), Some(64));
+}
+
+/// Runs the binary with `level` (`--log-level`) and `rust_log` (RUST_LOG, or
+/// unset), asks one query with ID 0x1234, stops it, and returns its whole log.
+async fn log_of_one_query(level: &str, rust_log: Option<&str>) -> Vec<String> {
+    let upstream = FakeUpstream::start("127.0.0.52".parse::<IpAddr>().expect("ip")).await;
+    upstream.add_a("log.test", "192.0.2.9", 60);
+    let upstream = upstream.addr().to_string();
+    let mut command = Command::new(BIN);
+    command.args([
+        "run",
+        "--config",
+        SHIPPED_CONFIG,
+        "--listen",
+        "127.0.0.51:0",
+        "--control",
+        "off",
+        "--upstream",
+        &upstream,
+        "--log-level",
+        level,
+    ]);
+    let mut punctual = match rust_log {
+        Some(filter) => Punctual::spawn_command_keeping_env(command.env("RUST_LOG", filter)),
+        None => Punctual::spawn_command(&mut command),
+    };
+    let addr = punctual.udp_addr();
+    let reply = query_udp(
+        addr,
+        "log.test",
+        RecordType::A,
+        &QueryOpts::default().with_id(0x1234),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(reply.message.answers.len(), 1);
+    let status = punctual.terminate(Duration::from_secs(2));
+    assert!(status.success(), "exit status {status}");
+    // The process has ended: this reads the rest of its log and returns.
+    punctual.log_until("no such marker")
+}
+
+/// Per-query events are logged only at debug/trace; `--log-level` selects the
+/// level and RUST_LOG, when set, overrides it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_and_rust_log_select_the_per_query_events() {
+    let per_query = |log: &[String]| log.iter().any(|line| line.contains("id=4660"));
+    let log = log_of_one_query("trace", None).await;
+    assert!(per_query(&log), "no per-query event at trace: {log:#?}");
+    let log = log_of_one_query("info", None).await;
+    assert!(!per_query(&log), "a per-query event at info: {log:#?}");
+    assert!(
+        log.iter().any(|line| line.contains("final counters")),
+        "info lines are still logged at info: {log:#?}"
+    );
+    let log = log_of_one_query("warn", Some("punctual=trace")).await;
+    assert!(
+        per_query(&log),
+        "RUST_LOG did not override --log-level: {log:#?}"
+    );
 }

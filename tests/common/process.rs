@@ -36,8 +36,12 @@ impl Punctual {
 
     /// Starts `command` (a `Command::new(BIN)` a test configured further).
     pub fn spawn_command(command: &mut Command) -> Punctual {
+        Punctual::spawn_command_keeping_env(command.env_remove("RUST_LOG"))
+    }
+
+    /// Starts `command` with the environment it was given, RUST_LOG included.
+    pub fn spawn_command_keeping_env(command: &mut Command) -> Punctual {
         let mut child = command
-            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
