@@ -360,10 +360,11 @@ async fn while_every_server_is_down_only_max_inflight_down_lookups_ask() {
         metrics.upstream_down_answers.get(),
         (names.len() - SLOTS) as u64
     );
-    // Only the slot holders reached the upstream (an attempt and a retransmission each).
+    // Only the slot holders reached the upstream: an attempt at 0 and 100 ms
+    // each, and one due at 300 ms can race the deadline that ends the lookup.
     let asked = upstream.queries() - asked_before;
     assert!(
-        (SLOTS..=2 * SLOTS).contains(&asked),
+        (SLOTS..=3 * SLOTS).contains(&asked),
         "{asked} upstream queries"
     );
 
