@@ -51,9 +51,12 @@ const AS_GIVEN: TtlPolicy = TtlPolicy {
     negative_max: u32::MAX,
 };
 
-/// Records by owner, the lower-cased plain wire name.
+/// Records by owner, the lower-cased plain wire name. Every client query is
+/// looked up here, so the hasher is foldhash rather than SipHash (the keys come
+/// from config and hosts files, never from clients, so there is no flooding of
+/// one bucket to defend against).
 #[derive(Debug, Default)]
-pub struct RecordTable(HashMap<Box<[u8]>, Vec<Record>>);
+pub struct RecordTable(HashMap<Box<[u8]>, Vec<Record>, foldhash::fast::RandomState>);
 
 impl RecordTable {
     /// Adds `record` unless its owner already has the same data.

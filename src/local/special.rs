@@ -64,7 +64,12 @@ pub enum Special<'a> {
 /// The special zones in effect, given the `[[forward]]` zones.
 #[derive(Debug)]
 pub struct SpecialZones {
-    zones: HashMap<Box<[u8]>, ZoneKind>,
+    /// foldhash, as for [`super::RecordTable`]: the keys are ours.
+    zones: HashMap<Box<[u8]>, ZoneKind, foldhash::fast::RandomState>,
+    /// The last labels of `zones` (`arpa`, `localhost`, …): a name ending in
+    /// anything else is in none of them, which spares nearly every query the
+    /// lookup of each of its suffixes.
+    top_labels: Vec<Box<[u8]>>,
     forward_single_label: bool,
     /// Lower-case wire names of the `[[forward]]` zones.
     forwarded: Vec<Box<[u8]>>,
@@ -78,7 +83,7 @@ impl SpecialZones {
                 wire::is_at_or_below(forward, zone) || wire::is_at_or_below(zone, forward)
             })
         };
-        let mut zones = HashMap::new();
+        let mut zones = HashMap::default();
         // RFC 6761 §6.3, §6.4: never forwarded.
         zones.insert(text_key("localhost"), ZoneKind::Loopback);
         zones.insert(text_key("invalid"), ZoneKind::Nonexistent);
@@ -92,8 +97,15 @@ impl SpecialZones {
                 zones.insert(key, ZoneKind::Empty);
             }
         }
+        let mut top_labels: Vec<Box<[u8]>> = zones
+            .keys()
+            .filter_map(|zone| name::labels(zone).last().map(Box::from))
+            .collect();
+        top_labels.sort_unstable();
+        top_labels.dedup();
         SpecialZones {
             zones,
+            top_labels,
             forward_single_label,
             forwarded,
         }
@@ -101,18 +113,25 @@ impl SpecialZones {
 
     /// How `name` (a lower-case plain wire name) is answered locally, if it is.
     pub fn lookup<'a>(&'a self, name: &[u8]) -> Option<Special<'a>> {
-        for suffix in name::suffixes(name) {
-            if let Some((apex, kind)) = self.zones.get_key_value(suffix) {
-                return Some(Special::Zone { apex, kind: *kind });
+        let mut labels = name::labels(name);
+        let first = labels.next()?;
+        let last = labels.last().unwrap_or(first);
+        if self.top_labels.iter().any(|top| **top == *last) {
+            for suffix in name::suffixes(name) {
+                if let Some((apex, kind)) = self.zones.get_key_value(suffix) {
+                    return Some(Special::Zone { apex, kind: *kind });
+                }
             }
         }
-        let single_label = name::labels(name).count() == 1;
-        let forwarded = self.forward_single_label
-            || self
-                .forwarded
-                .iter()
-                .any(|zone| wire::is_at_or_below(name, zone));
-        (single_label && !forwarded).then_some(Special::SingleLabel)
+        let single_label = name::labels(name).nth(1).is_none();
+        let forwarded = || {
+            self.forward_single_label
+                || self
+                    .forwarded
+                    .iter()
+                    .any(|zone| wire::is_at_or_below(name, zone))
+        };
+        (single_label && !forwarded()).then_some(Special::SingleLabel)
     }
 }
 
