@@ -199,6 +199,7 @@ impl Server {
     pub fn reloader(&self) -> Reloader {
         Reloader {
             resolver: Arc::clone(&self.resolver),
+            guard: Arc::clone(&self.guard),
             config: Arc::clone(&self.config),
             hosts: Arc::clone(&self.hosts),
         }
@@ -349,12 +350,14 @@ fn build_routes(
 }
 
 /// Reloads a running server's config (SIGHUP): upstreams and `[[forward]]`
-/// zones, `[local]` records and hosts files, the resolv.conf to follow. The
+/// zones, `[local]` records and hosts files, the resolv.conf to follow, and
+/// the client guard (`[listen] allow`, rate and size limits). The
 /// cache, the lookups in flight and the sockets stay; servers that stay keep
 /// their RTT and health. A config that fails validation changes nothing.
 #[derive(Clone)]
 pub struct Reloader {
     resolver: Arc<Resolver>,
+    guard: Arc<Guard>,
     config: Arc<ArcSwap<Config>>,
     hosts: Arc<Hosts>,
 }
@@ -371,6 +374,7 @@ impl Reloader {
         let previous = self.config.load_full();
         let needs_restart = previous.needs_restart(&config);
         self.resolver.replace(routes, local);
+        self.guard.replace(GuardLimits::from_config(&config));
         self.config.store(Arc::new(config));
         if needs_restart.is_empty() {
             tracing::info!("config reloaded");

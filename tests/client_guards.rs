@@ -553,3 +553,59 @@ async fn the_binary_started_as_root_drops_to_the_process_user_after_binding_port
     let exit = punctual.terminate(Duration::from_secs(5));
     assert!(exit.success(), "exit status {exit}");
 }
+
+/// A reload (SIGHUP) applies a new allow list and new rate limits at once,
+/// to the sockets already serving; a config that does not validate changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_the_allow_list_and_rate_limits() {
+    let upstream = FakeUpstream::start(loopback(181)).await;
+    upstream.add_a("reload.guard.test", "192.0.2.181", 300);
+    let config = config_on(182, upstream.addr());
+    let server = start_with(config.clone()).await;
+    let (kept, dropped) = (loopback(183), loopback(184));
+    for source in [kept, dropped] {
+        let reply = ask_from(source, server.udp, "reload.guard.test")
+            .await
+            .expect("an answer");
+        assert_answer(&reply, "192.0.2.181");
+    }
+
+    let mut narrower = config.clone();
+    narrower.listen.allow = prefixes(&["127.0.0.183/32"]);
+    server.reloader.reload(narrower.clone()).expect("reloads");
+    let reply = ask_from(dropped, server.udp, "reload.guard.test")
+        .await
+        .expect("a refusal");
+    assert_refused(&reply, EDE_PROHIBITED, "client not allowed");
+    let reply = ask_from(kept, server.udp, "reload.guard.test")
+        .await
+        .expect("an answer");
+    assert_answer(&reply, "192.0.2.181");
+
+    // A broken config (a rate limit without room for any client) is refused,
+    // and the narrower allow list stays in force.
+    let mut broken = narrower.clone();
+    broken.limits.rate_limit_clients = 0;
+    assert!(server.reloader.reload(broken).is_err());
+    let reply = ask_from(dropped, server.udp, "reload.guard.test")
+        .await
+        .expect("a refusal");
+    assert_refused(&reply, EDE_PROHIBITED, "client not allowed");
+
+    // Rate limits: one query of burst, no refill within the test.
+    let mut limited = config.clone();
+    limited.limits.client_qps = 1;
+    limited.limits.client_burst = 1;
+    limited.limits.rate_limit_loopback = true;
+    server.reloader.reload(limited).expect("reloads");
+    let reply = ask_from(dropped, server.udp, "reload.guard.test")
+        .await
+        .expect("the burst's one answer");
+    assert_answer(&reply, "192.0.2.181");
+    let reply = ask_from(dropped, server.udp, "reload.guard.test")
+        .await
+        .expect("a refusal");
+    assert_refused(&reply, EDE_OTHER, "rate limited");
+    server.stop().await;
+}

@@ -273,6 +273,24 @@ pub struct LimitsConfig {
     pub rate_limit_clients: usize,
 }
 
+impl LimitsConfig {
+    /// These limits with the keys a reload applies (the client guard's) set to
+    /// their defaults, for telling whether anything else changed.
+    fn without_guard_keys(&self) -> LimitsConfig {
+        let defaults = LimitsConfig::default();
+        LimitsConfig {
+            client_qps: defaults.client_qps,
+            client_burst: defaults.client_burst,
+            rate_limit_action: defaults.rate_limit_action,
+            rate_limit_loopback: defaults.rate_limit_loopback,
+            rate_limit_clients: defaults.rate_limit_clients,
+            max_udp_query: defaults.max_udp_query,
+            tcp_max_connections_per_client: defaults.tcp_max_connections_per_client,
+            ..self.clone()
+        }
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
@@ -487,10 +505,11 @@ impl Config {
     /// they need a restart.
     pub fn needs_restart(&self, next: &Config) -> Vec<&'static str> {
         let mut sections = Vec::new();
-        if self.listen != next.listen {
-            sections.push("[listen]");
+        // `allow` and the guard's limits are applied by a reload (guard::Guard::replace).
+        if self.listen.addresses != next.listen.addresses {
+            sections.push("[listen] addresses");
         }
-        if self.limits != next.limits {
+        if self.limits.without_guard_keys() != next.limits.without_guard_keys() {
             sections.push("[limits]");
         }
         if self.cache != next.cache {

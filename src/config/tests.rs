@@ -1047,3 +1047,30 @@ fn process_identity_is_looked_up_by_name() -> Result<(), ConfigError> {
     }
     Ok(())
 }
+
+/// A reload applies `[listen] allow` and the client guard's `[limits]` keys
+/// itself; the rest of those sections still needs a restart, and says which.
+#[test]
+fn a_reload_applies_the_guard_keys_and_names_what_needs_a_restart() {
+    let config = Config::default();
+    let mut next = config.clone();
+    next.listen.allow = Some(vec![
+        "127.0.0.0/8"
+            .parse::<crate::guard::Prefix>()
+            .expect("a prefix"),
+    ]);
+    next.limits.client_qps = 10;
+    next.limits.client_burst = 20;
+    next.limits.rate_limit_action = RateLimitAction::Drop;
+    next.limits.rate_limit_loopback = true;
+    next.limits.rate_limit_clients = 100;
+    next.limits.max_udp_query = 512;
+    next.limits.tcp_max_connections_per_client = 4;
+    assert_eq!(config.needs_restart(&next), Vec::<&str>::new());
+    next.listen.addresses = vec!["127.0.0.2:53".parse().expect("an address")];
+    next.limits.deadline = Duration::from_secs(1);
+    assert_eq!(
+        config.needs_restart(&next),
+        vec!["[listen] addresses", "[limits]"]
+    );
+}

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
 pub use acl::{Acl, Prefix, is_loopback_only};
@@ -82,28 +83,49 @@ pub enum Admission {
 }
 
 pub struct Guard {
-    acl: Acl,
-    rate: Option<RateLimiter>,
-    rate_action: RateLimitAction,
-    max_udp_query: usize,
-    tcp_per_client: usize,
+    /// Swapped whole by a reload ([`Guard::replace`]); every message reads the
+    /// policy in force when it arrives.
+    policy: ArcSwap<Policy>,
     /// Open TCP connections per client; a client is removed when its last closes,
     /// so the map never holds more entries than connections are open.
     tcp_clients: Mutex<HashMap<ClientKey, usize>>,
     metrics: Arc<Metrics>,
 }
 
+/// The settings a [`Guard`] applies, with the rate limiter's buckets.
+struct Policy {
+    limits: GuardLimits,
+    rate: Option<Arc<RateLimiter>>,
+}
+
+impl Policy {
+    /// `limits` in force, keeping `previous`'s buckets when the rate limits did
+    /// not change (a reload must not hand every client a fresh burst).
+    fn new(limits: GuardLimits, previous: Option<&Policy>) -> Policy {
+        let rate = match previous {
+            Some(previous) if previous.limits.rate == limits.rate => previous.rate.clone(),
+            _ => limits.rate.map(|rate| Arc::new(RateLimiter::new(rate))),
+        };
+        Policy { limits, rate }
+    }
+}
+
 impl Guard {
     pub fn new(limits: GuardLimits, metrics: Arc<Metrics>) -> Guard {
         Guard {
-            acl: limits.acl,
-            rate: limits.rate.map(RateLimiter::new),
-            rate_action: limits.rate_action,
-            max_udp_query: limits.max_udp_query,
-            tcp_per_client: limits.tcp_connections_per_client,
+            policy: ArcSwap::from_pointee(Policy::new(limits, None)),
             tcp_clients: Mutex::new(HashMap::new()),
             metrics,
         }
+    }
+
+    /// Applies the allow list, rate and size limits of a reloaded config to
+    /// every message from now on. Open TCP connections stay; the per-client
+    /// connection cap applies to new ones.
+    pub fn replace(&self, limits: GuardLimits) {
+        let previous = self.policy.load();
+        self.policy
+            .store(Arc::new(Policy::new(limits, Some(&previous))));
     }
 
     /// Decides on one message from `client` that arrived at `now`: a client
@@ -111,15 +133,16 @@ impl Guard {
     /// EDE 0 "rate limited" (or nothing, per `rate_limit_action`). A refusal is
     /// only sent for a message that parses as a query; anything else is dropped.
     pub fn admit(&self, bytes: &[u8], client: IpAddr, now: Instant) -> Admission {
-        if !self.acl.admits(client) {
+        let policy = self.policy.load();
+        if !policy.limits.acl.admits(client) {
             self.metrics.queries_prohibited.inc();
             return self.refuse(bytes, PROHIBITED);
         }
-        if let Some(rate) = &self.rate
+        if let Some(rate) = &policy.rate
             && !rate.admit(client, now)
         {
             self.metrics.rate_limited.inc();
-            return match self.rate_action {
+            return match policy.limits.rate_action {
                 RateLimitAction::Refuse => self.refuse(bytes, RATE_LIMITED),
                 RateLimitAction::Drop => Admission::Drop,
             };
@@ -130,7 +153,7 @@ impl Guard {
     /// Whether a UDP query of `len` bytes is within `max_udp_query`; a longer one
     /// is counted here and dropped by the caller.
     pub fn udp_fits(&self, len: usize) -> bool {
-        let fits = len <= self.max_udp_query;
+        let fits = len <= self.policy.load().limits.max_udp_query;
         if !fits {
             self.metrics.udp_oversized.inc();
         }
@@ -144,7 +167,7 @@ impl Guard {
         let key = ClientKey::of(client);
         let mut clients = self.lock_tcp_clients();
         let open = clients.entry(key).or_insert(0);
-        if *open >= self.tcp_per_client {
+        if *open >= self.policy.load().limits.tcp_connections_per_client {
             drop(clients);
             self.metrics.tcp_client_connections_refused.inc();
             return None;
