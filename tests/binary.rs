@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,6 +18,17 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use tokio::time::{Instant, sleep};
 const SHIPPED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/punctual.toml");
+
+/// Asks `addr` for `name` (one answer expected), then SIGTERMs the binary,
+/// which must exit 0 within 2 s.
+async fn answer_then_exit(punctual: &mut Punctual, addr: SocketAddr, name: &str, opts: &QueryOpts) {
+    let reply = query_udp(addr, name, RecordType::A, opts, Duration::from_secs(2))
+        .await
+        .expect("an answer");
+    assert_eq!(reply.message.answers.len(), 1);
+    let status = punctual.terminate(Duration::from_secs(2));
+    assert!(status.success(), "exit status {status}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_serves_and_exits_cleanly_on_sigterm() {
@@ -42,19 +53,7 @@ async fn binary_serves_and_exits_cleanly_on_sigterm() {
     assert_eq!(addr.ip().to_string(), "127.0.0.33");
     assert_ne!(addr.port(), 0);
 
-    let reply = query_udp(
-        addr,
-        "bin.test",
-        RecordType::A,
-        &QueryOpts::default(),
-        Duration::from_secs(2),
-    )
-    .await
-    .expect("an answer");
-    assert_eq!(reply.message.answers.len(), 1);
-
-    let status = punctual.terminate(Duration::from_secs(2));
-    assert!(status.success(), "exit status {status}");
+    answer_then_exit(&mut punctual, addr, "bin.test", &QueryOpts::default()).await;
     // The port is free again.
     std::net::UdpSocket::bind(addr).expect("port released");
 }
@@ -179,18 +178,8 @@ async fn log_of_one_query(level: &str, rust_log: Option<&str>) -> Vec<String> {
         None => Punctual::spawn_command(&mut command),
     };
     let addr = punctual.udp_addr();
-    let reply = query_udp(
-        addr,
-        "log.test",
-        RecordType::A,
-        &QueryOpts::default().with_id(0x1234),
-        Duration::from_secs(2),
-    )
-    .await
-    .expect("an answer");
-    assert_eq!(reply.message.answers.len(), 1);
-    let status = punctual.terminate(Duration::from_secs(2));
-    assert!(status.success(), "exit status {status}");
+    let opts = QueryOpts::default().with_id(0x1234);
+    answer_then_exit(&mut punctual, addr, "log.test", &opts).await;
     // The process has ended: this reads the rest of its log and returns.
     punctual.log_until("no such marker")
 }
