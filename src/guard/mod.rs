@@ -133,7 +133,22 @@ impl Guard {
     /// EDE 0 "rate limited" (or nothing, per `rate_limit_action`). A refusal is
     /// only sent for a message that parses as a query; anything else is dropped.
     pub fn admit(&self, bytes: &[u8], client: IpAddr, now: Instant) -> Admission {
+        self.admit_with(&self.policy.load(), bytes, client, now)
+    }
+
+    /// [`Guard::admit`] for a UDP datagram, with one read of the policy for
+    /// both checks: `None` (counted) when it is longer than `max_udp_query`,
+    /// and the caller drops it unanswered.
+    pub fn admit_udp(&self, bytes: &[u8], client: IpAddr, now: Instant) -> Option<Admission> {
         let policy = self.policy.load();
+        if bytes.len() > policy.limits.max_udp_query {
+            self.metrics.udp_oversized.inc();
+            return None;
+        }
+        Some(self.admit_with(&policy, bytes, client, now))
+    }
+
+    fn admit_with(&self, policy: &Policy, bytes: &[u8], client: IpAddr, now: Instant) -> Admission {
         if !policy.limits.acl.admits(client) {
             self.metrics.queries_prohibited.inc();
             return self.refuse(bytes, PROHIBITED);
@@ -148,16 +163,6 @@ impl Guard {
             };
         }
         Admission::Serve
-    }
-
-    /// Whether a UDP query of `len` bytes is within `max_udp_query`; a longer one
-    /// is counted here and dropped by the caller.
-    pub fn udp_fits(&self, len: usize) -> bool {
-        let fits = len <= self.policy.load().limits.max_udp_query;
-        if !fits {
-            self.metrics.udp_oversized.inc();
-        }
-        fits
     }
 
     /// Registers a new TCP connection from `client`; `None` (counted) when that
@@ -345,8 +350,15 @@ mod tests {
     #[test]
     fn udp_size_limit() {
         let (guard, metrics) = guard(limits());
-        assert!(guard.udp_fits(1232));
-        assert!(!guard.udp_fits(1233));
+        let (now, client) = (Instant::now(), ip("127.0.0.1"));
+        let mut longest = query();
+        longest.resize(1232, 0);
+        assert_eq!(
+            guard.admit_udp(&longest, client, now),
+            Some(Admission::Serve)
+        );
+        longest.push(0);
+        assert_eq!(guard.admit_udp(&longest, client, now), None);
         assert_eq!(metrics.udp_oversized.get(), 1);
     }
 

@@ -58,11 +58,12 @@ pub async fn serve(
         }
         let arrival = Instant::now();
         for (bytes, peer) in batch.datagrams() {
-            if !guard.udp_fits(bytes.len()) {
+            // Longer than `max_udp_query`: counted by the guard and dropped.
+            let Some(admission) = guard.admit_udp(bytes, peer.ip(), arrival) else {
                 continue;
-            }
+            };
             let asked = || Asked::new(bytes, peer, Transport::Udp);
-            let (reply, source) = match guard.admit(bytes, peer.ip(), arrival) {
+            let (reply, source) = match admission {
                 Admission::Serve => match resolver.handle(bytes, Transport::Udp, arrival) {
                     Handled::Reply(reply, source) => (Some(reply), source),
                     Handled::Wait(pending) => {
