@@ -35,31 +35,44 @@ is_running() { # alive and not a zombie
     [ -n "$st" ] && [ "$st" != Z ]
 }
 
-stop_pid() { # stop_pid PID NAME: SIGTERM, wait up to 5 s, SIGKILL; reap; same for leftover descendants
-    local pid=$1 name=$2 i p tree
-    [ -n "$pid" ] || return 0
-    tree=$(proc_tree "$pid" | tail -n +2)
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        is_running "$pid" || break
+# kill_after PID TENTHS WHAT: wait up to TENTHS x 0.1 s for PID to exit, then SIGKILL it
+kill_after() {
+    local pid=$1 tenths=$2 what=$3 i
+    for ((i = 0; i < tenths; i++)); do
+        is_running "$pid" || return 0
         sleep 0.1
     done
     if is_running "$pid"; then
-        log "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
+        log "$what; sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
     fi
+}
+
+stop_pid() { # stop_pid PID NAME: SIGTERM, wait up to 5 s, SIGKILL; reap; same for leftover descendants
+    local pid=$1 name=$2 p tree
+    [ -n "$pid" ] || return 0
+    tree=$(proc_tree "$pid" | tail -n +2)
+    kill -TERM "$pid" 2>/dev/null || true
+    kill_after "$pid" 50 "$name (pid $pid) ignored SIGTERM"
     wait "$pid" 2>/dev/null || true
     # children it forked (nsd's server processes) must not outlive it
     for p in $tree; do
-        for ((i = 0; i < 20; i++)); do
-            is_running "$p" || break
-            sleep 0.1
-        done
-        if is_running "$p"; then
-            log "$name child pid $p still running; sending SIGKILL"
-            kill -KILL "$p" 2>/dev/null || true
-        fi
+        kill_after "$p" 20 "$name child pid $p still running"
     done
+}
+
+# remove_tmp: delete the run's directory TMP, or keep it (and say so) with KEEP_TMP=1
+remove_tmp() {
+    if [ -n "$TMP" ] && [ -d "$TMP" ]; then
+        if [ "$KEEP_TMP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+    fi
+}
+
+# trap_cleanup: run the script's own `cleanup` on exit, and exit on INT or TERM so it runs
+trap_cleanup() {
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
 }
 
 # SIGCONT every process in STOPPED_PIDS (a stopped process would not act on SIGTERM)

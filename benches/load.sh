@@ -182,15 +182,11 @@ cleanup() {
     stop_pid "$SERVER_PID" "$TARGET"
     stop_pid "$NSD_PID" nsd
     stop_pid "$NSD2_PID" "nsd (second upstream)"
-    if [ -n "$TMP" ] && [ -d "$TMP" ]; then
-        if [ "$KEEP_TMP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-    fi
+    remove_tmp
     exit "$rc"
 }
 
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # ---------------------------------------------------------------- install
 

@@ -100,14 +100,10 @@ cleanup() {
     stop_pid "$DNSPERF_PID" dnsperf
     stop_pid "$PUNCTUAL_PID" punctual
     stop_pid "$NSD_PID" nsd
-    if [ -n "$TMP" ] && [ -d "$TMP" ]; then
-        if [ "$KEEP_TMP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-    fi
+    remove_tmp
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
