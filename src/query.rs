@@ -14,6 +14,8 @@
 //! is used, and a full decode (with its allocations) was two thirds of the
 //! cost of answering from cache.
 
+use std::sync::Arc;
+
 use crate::response;
 use crate::wire::{self, FLAG_AD, FLAG_CD, FLAG_RD, HEADER_LEN, Header, OptInfo, WireError};
 
@@ -33,10 +35,13 @@ const OPCODE_QUERY: u8 = 0;
 
 /// What identifies one question for coalescing and caching: the lower-cased name,
 /// type, class and the two bits that change what an upstream returns (DO, CD).
+///
+/// A miss copies its key into the in-flight table, the lookup, each waiter and
+/// the cache entry; the name is shared, so a copy costs no allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     /// The plain wire-format name, lower-cased.
-    pub name: Box<[u8]>,
+    pub name: Arc<[u8]>,
     pub qtype: u16,
     pub qclass: u16,
     pub dnssec_ok: bool,
@@ -122,8 +127,12 @@ fn parse_body(bytes: &[u8], header: &Header) -> Option<ClientQuery> {
     let span = wire::question_span(bytes).ok()?;
     let edns = find_opt(bytes, header, span.end).ok()?;
     let question: Box<[u8]> = bytes.get(HEADER_LEN..span.end)?.into();
-    let mut name = Vec::with_capacity(span.name_end - HEADER_LEN);
-    wire::lowercase_into(bytes.get(HEADER_LEN..span.name_end)?, &mut name);
+    // One allocation: a slice iterator knows its length.
+    let name: Arc<[u8]> = bytes
+        .get(HEADER_LEN..span.name_end)?
+        .iter()
+        .map(u8::to_ascii_lowercase)
+        .collect();
     Some(ClientQuery {
         id: header.id,
         recursion_desired: header.has(FLAG_RD),
@@ -131,7 +140,7 @@ fn parse_body(bytes: &[u8], header: &Header) -> Option<ClientQuery> {
         authentic_data: header.has(FLAG_AD),
         question,
         key: Key {
-            name: name.into_boxed_slice(),
+            name,
             qtype: span.qtype,
             qclass: span.qclass,
             dnssec_ok: edns.is_some_and(|e| e.dnssec_ok),

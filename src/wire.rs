@@ -335,12 +335,6 @@ pub fn display_name(name: &[u8]) -> String {
     text
 }
 
-pub fn lowercase_into(name: &[u8], out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(name);
-    out[start..].make_ascii_lowercase();
-}
-
 /// Whether the plain wire name `name` is `zone` or below it, comparing whole
 /// labels from the right (RFC 4343 case-insensitively): "b.example." is below
 /// "example." but "bexample." is not.

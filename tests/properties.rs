@@ -458,9 +458,7 @@ fn an_answer() -> Arc<Answer> {
 
 fn key(index: usize) -> punctual::query::Key {
     punctual::query::Key {
-        name: format!("\x01k\x01{index}\x00")
-            .into_bytes()
-            .into_boxed_slice(),
+        name: format!("\x01k\x01{index}\x00").into_bytes().into(),
         qtype: 1,
         qclass: 1,
         dnssec_ok: false,

@@ -13,7 +13,7 @@ use crate::config::{RecordKind, StaticRecordConfig};
 fn key(text: &str, qtype: RecordType) -> Key {
     let name = name::parse(text).expect("valid name");
     Key {
-        name: name::key(&name),
+        name: name::key(&name).into(),
         qtype: u16::from(qtype),
         qclass: CLASS_IN,
         dnssec_ok: false,
