@@ -120,7 +120,7 @@ profile() {
         row("  kernel: receiving (recvmmsg, recvfrom, ...)", recv, us * recv / 100)
         row("  kernel: waiting and waking (epoll_wait, futex)", wait, us * wait / 100)
         row("  kernel: upstream sockets (socket, connect, epoll_ctl, close)", life, us * life / 100)
-        row("  kernel: the rest (interrupts, scheduling)", other, us * other / 100)
+        row("  kernel: the rest (return to user space, where closed sockets are freed; interrupts)", other, us * other / 100)
         printf "%s | %s | system calls per answer | %.2f | |\n", t, w, sc / n
         printf "%s | %s | answers per resolver CPU-second | %.0f | |\n", t, w, n / (cpu / 1000)
     }
