@@ -33,8 +33,8 @@ RESOLVER_ADDR=${RESOLVER_ADDR:-127.0.0.202}
 RESOLVER_PORT=${RESOLVER_PORT:-5302}
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 KEEP_TMP=${KEEP_TMP:-0}
-# The cache room compare.sh gives every resolver (dnsmasq's default of 150
-# entries would make its misses evict all the time).
+# The cache room compare.sh gives every resolver: with load.sh's default of
+# 10,000 for dnsmasq, its misses evict all the time (about 5 times the CPU).
 export CACHE_ENTRIES=${CACHE_ENTRIES:-1100000}
 
 for w in $WORKLOADS; do
