@@ -863,6 +863,44 @@ fn build_deb_script_passes_shellcheck() {
     assert!(ok, "shellcheck:\n{printed}");
 }
 
+/// The benchmark scripts are not run by the suite (they take minutes and
+/// install packages), so shellcheck is what keeps them from rotting: every
+/// script run directly is executable, and all of them, `common.sh` (sourced)
+/// included, pass with the sourced file followed (`-x`, from the repository root).
+#[test]
+fn bench_scripts_are_executable_and_pass_shellcheck() {
+    let dir = repo_path("benches");
+    let mut scripts: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "sh"))
+        .collect();
+    scripts.sort();
+    assert!(
+        scripts.iter().any(|path| path.ends_with("load.sh")),
+        "no load.sh among {scripts:?}"
+    );
+    for script in scripts.iter().filter(|path| !path.ends_with("common.sh")) {
+        let mode = fs::metadata(script)
+            .unwrap_or_else(|error| panic!("{}: {error}", script.display()))
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o111,
+            0o111,
+            "{} is not executable",
+            script.display()
+        );
+    }
+    if !have_tool("shellcheck") {
+        return;
+    }
+    let (ok, printed) = run(Command::new("shellcheck")
+        .arg("-x")
+        .args(&scripts)
+        .current_dir(repo_path(".")));
+    assert!(ok, "shellcheck:\n{printed}");
+}
+
 // ---------------------------------------------------------------------------
 // Grafana
 
