@@ -530,10 +530,18 @@ impl RunFlags {
 fn run(config: Config, identity: Option<Identity>, flags: RunFlags) -> anyhow::Result<()> {
     // Before the runtime starts its threads: this unsets LISTEN_PID and LISTEN_FDS.
     let inherited = activation::take().context("socket activation")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads() {
+        builder.worker_threads(threads);
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    tracing::info!(
+        workers = runtime.metrics().num_workers(),
+        "async runtime started"
+    );
     runtime.block_on(async {
         // Registered before anything is bound or logged: a SIGHUP or SIGTERM
         // sent the moment punctual says it listens (or tells systemd READY=1)

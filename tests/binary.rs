@@ -203,3 +203,39 @@ async fn log_level_and_rust_log_select_the_per_query_events() {
         "RUST_LOG did not override --log-level: {log:#?}"
     );
 }
+
+/// `[process] threads` sets how many worker threads the runtime starts, and the
+/// binary says so at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_threads_sets_the_runtime_workers() {
+    for threads in [1, 3] {
+        let path = std::env::temp_dir().join(format!(
+            "punctual-threads-{}-{threads}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, format!("[process]\nthreads = {threads}\n")).expect("write");
+        let mut punctual =
+            Punctual::spawn_command(Command::new(BIN).env_remove("TOKIO_WORKER_THREADS").args([
+                "run",
+                "--config",
+                path.to_str().expect("utf-8 path"),
+                "--listen",
+                "127.0.0.55:0",
+                "--control",
+                "off",
+                "--upstream",
+                "127.0.0.56",
+            ]));
+        let started = punctual.wait_for("async runtime started");
+        let _ = std::fs::remove_file(&path);
+        let started = started.expect("the runtime's start is logged");
+        assert!(
+            started.contains(&format!("workers={threads}")),
+            "threads = {threads}: {started}"
+        );
+        // Serving (its signal handlers in place) before it is told to stop.
+        punctual.udp_addr();
+        let status = punctual.terminate(Duration::from_secs(2));
+        assert!(status.success(), "exit status {status}");
+    }
+}

@@ -108,6 +108,7 @@ fn shipped_config_documents_the_defaults() -> Result<(), ConfigError> {
         "rate_limit_action",
         "rate_limit_loopback",
         "rate_limit_clients",
+        "threads",
         "entries",
         "max_bytes",
         "min_ttl",

@@ -439,6 +439,7 @@ fn parse_errors_name_the_key_and_line() {
         ),
         ("[limits]\nmax_udp_query = \"1k\"\n", 2, "ambiguous"),
         ("[process]\nuser = 65534\n", 2, "process.user"),
+        ("[process]\nthreads = -1\n", 2, "process.threads"),
         ("[process]\nuid = 65534\n", 2, "uid"),
         ("[cache\n", 1, "invalid TOML"),
         (
@@ -638,6 +639,11 @@ fn validation_errors_point_at_the_key() {
             "[upstream]\nservers = [\"192.0.2.1\",\n\"127.0.0.1\"]\n",
             3,
             "punctual itself",
+        ),
+        (
+            "[process]\nthreads = 1025\n",
+            2,
+            "process.threads must be at most 1024 (0: one per CPU), got 1025",
         ),
     ];
     for (text, line, needle) in cases {
@@ -1073,4 +1079,14 @@ fn a_reload_applies_the_guard_keys_and_names_what_needs_a_restart() {
         config.needs_restart(&next),
         vec!["[listen] addresses", "[limits]"]
     );
+}
+
+#[test]
+fn process_threads_zero_means_one_per_cpu() {
+    let default = parse("").expect("empty config");
+    assert_eq!(default.worker_threads(), None);
+    let one = parse("[process]\nthreads = 1\n").expect("one thread");
+    assert_eq!(one.worker_threads(), Some(1));
+    let most = parse("[process]\nthreads = 1024\n").expect("the most");
+    assert_eq!(most.worker_threads(), Some(1024));
 }
