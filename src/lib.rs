@@ -102,8 +102,6 @@ pub enum ServerError {
     QueryLog(#[from] QueryLogError),
     #[error("cannot serve on the sockets systemd passed: {0}")]
     Inherited(#[source] std::io::Error),
-    #[error("cannot start a UDP serving thread: {0}")]
-    Thread(#[source] std::io::Error),
 }
 
 /// A resolver bound to its sockets, not yet serving.
@@ -216,15 +214,12 @@ impl Server {
     /// query in flight be answered (they all end by their deadline) and returns.
     /// Under systemd, says READY=1 once serving and STOPPING=1 when shutdown
     /// starts, and pings the watchdog meanwhile (see [`systemd`]).
-    ///
-    /// Fails only when a UDP serving thread cannot be started; whatever was
-    /// started by then is stopped first.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
+    pub async fn run(self, shutdown: CancellationToken) {
         let tasks = TaskTracker::new();
         let deadline = self.resolver.deadline();
         let serving = serving_status(&self.listeners);
         let (query_log, query_log_writer) = self.query_log.unzip();
-        let spawned = self.listeners.spawn(
+        self.listeners.spawn(
             &self.resolver,
             &self.guard,
             query_log.as_ref(),
@@ -233,12 +228,6 @@ impl Server {
             &shutdown,
         );
         drop(query_log);
-        if let Err(source) = spawned {
-            shutdown.cancel();
-            tasks.close();
-            tasks.wait().await;
-            return Err(ServerError::Thread(source));
-        }
         systemd::ready(&serving);
         let watchdog = systemd::watchdog::ping_interval_from_env().map(|every| {
             tracing::info!(?every, "pinging the systemd watchdog");
@@ -279,7 +268,6 @@ impl Server {
             writer.close().await;
         }
         log_final_counters(&self.resolver);
-        Ok(())
     }
 }
 
