@@ -845,17 +845,23 @@ fn strings_of(value: &toml::Value) -> Vec<&str> {
         .collect()
 }
 
-#[test]
-fn build_deb_script_passes_shellcheck() {
-    let script = repo_path("packaging/debian/build-deb.sh");
-    let mode = fs::metadata(&script)
+/// A script run directly must be executable by everyone (mode 0o111 set).
+fn assert_executable(script: &Path) {
+    let mode = fs::metadata(script)
         .unwrap_or_else(|error| panic!("{}: {error}", script.display()))
         .permissions();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode) & 0o111,
         0o111,
-        "build-deb.sh is not executable"
+        "{} is not executable",
+        script.display()
     );
+}
+
+#[test]
+fn build_deb_script_passes_shellcheck() {
+    let script = repo_path("packaging/debian/build-deb.sh");
+    assert_executable(&script);
     if !have_tool("shellcheck") {
         return;
     }
@@ -881,15 +887,7 @@ fn bench_scripts_are_executable_and_pass_shellcheck() {
         "no load.sh among {scripts:?}"
     );
     for script in scripts.iter().filter(|path| !path.ends_with("common.sh")) {
-        let mode = fs::metadata(script)
-            .unwrap_or_else(|error| panic!("{}: {error}", script.display()))
-            .permissions();
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o111,
-            0o111,
-            "{} is not executable",
-            script.display()
-        );
+        assert_executable(script);
     }
     if !have_tool("shellcheck") {
         return;
