@@ -102,6 +102,8 @@ pub enum ServerError {
     QueryLog(#[from] QueryLogError),
     #[error("cannot serve on the sockets systemd passed: {0}")]
     Inherited(#[source] std::io::Error),
+    #[error("cannot start a UDP serving thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// A resolver bound to its sockets, not yet serving.
@@ -214,12 +216,15 @@ impl Server {
     /// query in flight be answered (they all end by their deadline) and returns.
     /// Under systemd, says READY=1 once serving and STOPPING=1 when shutdown
     /// starts, and pings the watchdog meanwhile (see [`systemd`]).
-    pub async fn run(self, shutdown: CancellationToken) {
+    ///
+    /// Fails only when a UDP serving thread cannot be started; whatever was
+    /// started by then is stopped first.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
         let tasks = TaskTracker::new();
         let deadline = self.resolver.deadline();
         let serving = serving_status(&self.listeners);
         let (query_log, query_log_writer) = self.query_log.unzip();
-        self.listeners.spawn(
+        let spawned = self.listeners.spawn(
             &self.resolver,
             &self.guard,
             query_log.as_ref(),
@@ -228,6 +233,12 @@ impl Server {
             &shutdown,
         );
         drop(query_log);
+        if let Err(source) = spawned {
+            shutdown.cancel();
+            tasks.close();
+            tasks.wait().await;
+            return Err(ServerError::Thread(source));
+        }
         systemd::ready(&serving);
         let watchdog = systemd::watchdog::ping_interval_from_env().map(|every| {
             tracing::info!(?every, "pinging the systemd watchdog");
@@ -268,6 +279,7 @@ impl Server {
             writer.close().await;
         }
         log_final_counters(&self.resolver);
+        Ok(())
     }
 }
 

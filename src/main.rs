@@ -556,7 +556,7 @@ fn run(config: Config, identity: Option<Identity>, flags: RunFlags) -> anyhow::R
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(stop, shutdown.clone()));
         tokio::spawn(reload_on_hangup(hangup, server.reloader(), flags));
-        server.run(shutdown).await;
+        server.run(shutdown).await?;
         tracing::info!("stopped");
         Ok(())
     })

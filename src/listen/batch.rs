@@ -52,9 +52,11 @@ impl RecvBatch {
         }
     }
 
-    /// Receives what is waiting, up to [`BATCH`] datagrams, without blocking.
-    /// `WouldBlock` when nothing is. Returns how many datagrams can be used.
-    pub fn receive(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+    /// Waits for at least one datagram on a blocking socket (up to its receive
+    /// timeout, then `WouldBlock`), then takes what else is waiting, up to
+    /// [`BATCH`] (MSG_WAITFORONE: the batch never waits to fill). Returns how
+    /// many datagrams can be used.
+    pub fn wait_and_receive(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
         self.received.clear();
         self.truncated = 0;
         let size = self.size;
@@ -69,7 +71,7 @@ impl RecvBatch {
             socket.as_raw_fd(),
             &mut headers,
             slices.iter_mut(),
-            MsgFlags::MSG_DONTWAIT,
+            MsgFlags::MSG_WAITFORONE,
             None,
         )?;
         let mut count = 0;
@@ -152,10 +154,12 @@ mod tests {
 
     use super::*;
 
+    /// Blocking, as the serving thread's sockets are; a short receive timeout
+    /// so that a test finds the queue empty quickly.
     fn bound() -> UdpSocket {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         socket
-            .set_read_timeout(Some(Duration::from_secs(2)))
+            .set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
         socket
     }
@@ -175,7 +179,7 @@ mod tests {
         let mut sizes = Vec::new();
         let mut truncated = 0;
         loop {
-            match batch.receive(&server) {
+            match batch.wait_and_receive(&server) {
                 Ok(n) => {
                     sizes.push(n);
                     truncated += batch.truncated();
@@ -196,7 +200,7 @@ mod tests {
         assert_eq!(truncated, 1);
         // A quiet socket shrinks the batch back.
         client.send_to(&[1; 5], to).expect("send");
-        assert_eq!(batch.receive(&server).expect("one"), 1);
+        assert_eq!(batch.wait_and_receive(&server).expect("one"), 1);
         assert!(batch.size < 32);
     }
 

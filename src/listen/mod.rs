@@ -12,8 +12,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::net::UdpSocket;
 use thiserror::Error;
-use tokio::net::{TcpListener, UdpSocket};
+
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -62,7 +64,7 @@ impl Listeners {
         let udp = inherited
             .udp
             .into_iter()
-            .map(|socket| UdpSocket::from_std(socket).map(Arc::new))
+            .map(|socket| serving(socket).map(Arc::new))
             .collect::<io::Result<_>>()?;
         let tcp = inherited
             .tcp
@@ -86,9 +88,10 @@ impl Listeners {
             .collect()
     }
 
-    /// Spawns every serving loop on `tasks`; they stop accepting on `shutdown`.
-    /// Every message passes `guard` before `resolver` sees it; with a
-    /// `query_log`, every query is logged.
+    /// Spawns every serving loop on `tasks` (UDP on threads of its own, which
+    /// `tasks` waits for too); they stop accepting on `shutdown`. Every message
+    /// passes `guard` before `resolver` sees it; with a `query_log`, every query
+    /// is logged. Fails only when a thread cannot be started.
     pub fn spawn(
         self,
         resolver: &Arc<Resolver>,
@@ -97,19 +100,27 @@ impl Listeners {
         limits: TcpLimits,
         tasks: &TaskTracker,
         shutdown: &CancellationToken,
-    ) {
+    ) -> io::Result<()> {
         // One cap for the connections of all listeners together.
         let permits = Arc::new(Semaphore::new(limits.max_connections));
         let limits = Arc::new(limits);
         for socket in self.udp {
-            tasks.spawn(udp::serve(
-                socket,
-                Arc::clone(resolver),
-                Arc::clone(guard),
-                query_log.cloned(),
-                tasks.clone(),
-                shutdown.clone(),
-            ));
+            let (resolver, guard) = (Arc::clone(resolver), Arc::clone(guard));
+            let (query_log, tracker, shutdown) =
+                (query_log.cloned(), tasks.clone(), shutdown.clone());
+            // A thread of our own rather than the runtime's blocking pool: a
+            // blocking task that never ends would stop a paused test clock from
+            // advancing. The token keeps `tasks` waiting for it at shutdown, and
+            // the entered runtime lets it spawn tasks and read the runtime's clock.
+            let token = tasks.token();
+            let runtime = tokio::runtime::Handle::current();
+            std::thread::Builder::new()
+                .name("punctual-udp".to_owned())
+                .spawn(move || {
+                    let _runtime = runtime.enter();
+                    udp::serve(socket, resolver, guard, query_log, tracker, shutdown);
+                    drop(token);
+                })?;
         }
         for listener in self.tcp {
             let serving = tcp::Serving {
@@ -126,7 +137,17 @@ impl Listeners {
                 shutdown.clone(),
             ));
         }
+        Ok(())
     }
+}
+
+/// A UDP socket as its serving thread uses it: blocking, with receive and send
+/// timeouts so the thread sees shutdown (udp.rs).
+fn serving(socket: UdpSocket) -> io::Result<UdpSocket> {
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(udp::SHUTDOWN_POLL))?;
+    socket.set_write_timeout(Some(udp::SHUTDOWN_POLL))?;
+    Ok(socket)
 }
 
 fn bind_pair(addr: SocketAddr, recv_buffer: usize) -> Result<(UdpSocket, TcpListener), BindError> {
@@ -140,7 +161,7 @@ fn bind_pair(addr: SocketAddr, recv_buffer: usize) -> Result<(UdpSocket, TcpList
         // TCP (glibc, musl) find us on the same port.
         match socket::tcp(bound) {
             Ok(tcp) => {
-                let udp = UdpSocket::from_std(udp).map_err(error)?;
+                let udp = serving(udp).map_err(error)?;
                 let tcp = TcpListener::from_std(tcp).map_err(error)?;
                 tracing::info!("listening on udp://{bound}");
                 tracing::info!("listening on tcp://{bound}");

@@ -21,7 +21,7 @@ pub struct TestServer {
     pub reloader: Reloader,
     pub stats: Stats,
     shutdown: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    task: Option<JoinHandle<Result<(), punctual::ServerError>>>,
 }
 
 /// A config for tests: listen on 127.0.0.1:0, ask `upstreams`, 300 ms deadline.
@@ -83,7 +83,9 @@ impl TestServer {
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
-            task.await.expect("server task ends cleanly");
+            task.await
+                .expect("server task ends cleanly")
+                .expect("server serves until stopped");
         }
     }
 }
