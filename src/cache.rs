@@ -215,11 +215,12 @@ impl Cache {
     /// Stores `answer` if it may be cached (replacing a failure or a stale
     /// answer for the same question). One that may not still ends a remembered
     /// failure: the upstream has answered, so the next query must ask again.
-    pub fn insert(&self, key: Key, answer: Arc<Answer>) {
+    pub fn insert(&self, key: &Key, answer: Arc<Answer>) {
         let Some(ttl) = answer.cache_ttl(&self.limits.ttl) else {
-            self.forget_failure(&key);
+            self.forget_failure(key);
             return;
         };
+        let key = key.with_own_name();
         let expires = answer.received() + Duration::from_secs(u64::from(ttl));
         let bytes = ENTRY_OVERHEAD + key.name.len() + answer.size();
         if answer.is_negative() {
@@ -230,10 +231,12 @@ impl Cache {
 
     /// Remembers that a lookup failed, for `failure_ttl`, unless an answer
     /// (fresh or stale) is held for the question: that is better to serve.
-    pub fn insert_failure(&self, key: Key, error: LookupError, now: Instant) {
+    pub fn insert_failure(&self, key: &Key, error: LookupError, now: Instant) {
         if self.limits.failure_ttl.is_zero() || error == LookupError::Overloaded {
             return;
         }
+        // Allocated before the lock is taken.
+        let key = key.with_own_name();
         let bytes = ENTRY_OVERHEAD + key.name.len();
         let ttl = crate::answer::whole_seconds(self.limits.failure_ttl);
         // The check and the store are one locked section: an answer stored
@@ -433,7 +436,7 @@ mod tests {
     async fn answer_is_fresh_then_stale_then_gone() {
         let cache = cache(limits());
         let (key, answer) = prepared("a.test.", 60);
-        cache.insert(key.clone(), answer);
+        cache.insert(&key, answer);
         tokio::time::advance(Duration::from_secs(59)).await;
         assert!(is_fresh(&cache.get(&key, Instant::now())));
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -455,7 +458,7 @@ mod tests {
             ..limits()
         });
         let (key, answer) = prepared("a.test.", 60);
-        cache.insert(key.clone(), answer);
+        cache.insert(&key, answer);
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(cache.get(&key, Instant::now()), Hit::Miss);
         assert!(cache.is_empty());
@@ -465,7 +468,7 @@ mod tests {
     async fn failure_is_remembered_for_failure_ttl_and_never_replaces_an_answer() {
         let cache = cache(limits());
         let key = client_query("down.test.", false).key;
-        cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
+        cache.insert_failure(&key, LookupError::Timeout, Instant::now());
         tokio::time::advance(Duration::from_millis(4_999)).await;
         assert_eq!(
             cache.get(&key, Instant::now()),
@@ -475,15 +478,15 @@ mod tests {
         assert_eq!(cache.get(&key, Instant::now()), Hit::Miss);
 
         // A good answer replaces a failure at once.
-        cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
+        cache.insert_failure(&key, LookupError::Timeout, Instant::now());
         let (_, answer) = prepared("down.test.", 60);
-        cache.insert(key.clone(), answer);
+        cache.insert(&key, answer);
         assert!(is_fresh(&cache.get(&key, Instant::now())));
         // A failure does not replace a fresh answer, nor a stale one.
-        cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
+        cache.insert_failure(&key, LookupError::Timeout, Instant::now());
         assert!(is_fresh(&cache.get(&key, Instant::now())));
         tokio::time::advance(Duration::from_secs(61)).await;
-        cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
+        cache.insert_failure(&key, LookupError::Timeout, Instant::now());
         assert!(matches!(cache.get(&key, Instant::now()), Hit::Stale(_)));
     }
 
@@ -505,14 +508,14 @@ mod tests {
                     while go.load(Ordering::Acquire) != round {
                         std::hint::spin_loop();
                     }
-                    cache.insert(key.clone(), Arc::clone(&answer));
+                    cache.insert(&key, Arc::clone(&answer));
                     done.store(round, Ordering::Release);
                 }
             });
             for round in 1..=RACE_ROUNDS {
                 cache.flush_all();
                 go.store(round, Ordering::Release);
-                cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
+                cache.insert_failure(&key, LookupError::Timeout, Instant::now());
                 while done.load(Ordering::Acquire) != round {
                     std::hint::spin_loop();
                 }
@@ -529,21 +532,21 @@ mod tests {
         let cache = cache(limits());
         // A long-lived answer nobody asks for: the LRU end throughout.
         let (old, answer) = prepared("old.test.", 3600);
-        cache.insert(old.clone(), answer);
+        cache.insert(&old, answer);
         for n in 0..10 {
             let key = client_query(&format!("down{n}.test."), false).key;
-            cache.insert_failure(key, LookupError::Timeout, Instant::now());
+            cache.insert_failure(&key, LookupError::Timeout, Instant::now());
         }
         // Healed before its failure expired: the answer must stay.
         let healed = client_query("healed.test.", false).key;
-        cache.insert_failure(healed.clone(), LookupError::Timeout, Instant::now());
+        cache.insert_failure(&healed, LookupError::Timeout, Instant::now());
         let (_, answer) = prepared("healed.test.", 60);
-        cache.insert(healed.clone(), answer);
+        cache.insert(&healed, answer);
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(cache.len(), 12, "nothing is removed without an insert");
         for n in 0..6 {
             let (key, answer) = prepared(&format!("new{n}.test."), 60);
-            cache.insert(key, answer);
+            cache.insert(&key, answer);
         }
         // Two expired failures per insert: all ten are gone, the answers stay.
         assert_eq!(cache.len(), 8);
@@ -558,7 +561,7 @@ mod tests {
             ..limits()
         });
         let key = client_query("down.test.", false).key;
-        cache.insert_failure(key.clone(), LookupError::Timeout, Instant::now());
+        cache.insert_failure(&key, LookupError::Timeout, Instant::now());
         assert_eq!(cache.get(&key, Instant::now()), Hit::Miss);
     }
 
@@ -566,7 +569,7 @@ mod tests {
     async fn prefetch_is_asked_once_in_the_last_tenth_of_the_ttl() {
         let cache = cache(limits());
         let (key, answer) = prepared("popular.test.", 100);
-        cache.insert(key.clone(), answer);
+        cache.insert(&key, answer);
         let prefetch = |hit: Hit| match hit {
             Hit::Fresh { prefetch, .. } => prefetch,
             other => panic!("expected fresh, got {other:?}"),
@@ -583,7 +586,7 @@ mod tests {
         }
         // Short TTLs are not prefetched.
         let (short, answer) = prepared("short.test.", 9);
-        cache.insert(short.clone(), answer);
+        cache.insert(&short, answer);
         tokio::time::advance(Duration::from_millis(8_500)).await;
         assert!(!prefetch(cache.get(&short, Instant::now())));
     }
@@ -597,7 +600,7 @@ mod tests {
             Instant::now(),
         )
         .expect("valid");
-        cache.insert(key.clone(), Arc::new(answer));
+        cache.insert(&key, Arc::new(answer));
         tokio::time::advance(Duration::from_secs(59)).await;
         assert!(is_fresh(&cache.get(&key, Instant::now())));
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -614,10 +617,10 @@ mod tests {
         let (a, answer_a) = prepared("a.test.", 60);
         let (b, answer_b) = prepared("b.test.", 60);
         let (c, answer_c) = prepared("c.test.", 60);
-        cache.insert(a.clone(), answer_a);
-        cache.insert(b.clone(), answer_b);
+        cache.insert(&a, answer_a);
+        cache.insert(&b, answer_b);
         assert!(is_fresh(&cache.get(&a, Instant::now())));
-        cache.insert(c.clone(), answer_c);
+        cache.insert(&c, answer_c);
         assert_eq!(cache.len(), 2);
         assert_eq!(cache.get(&b, Instant::now()), Hit::Miss);
         assert!(is_fresh(&cache.get(&a, Instant::now())));
@@ -633,14 +636,14 @@ mod tests {
             max_bytes: 3 * one,
             ..limits()
         });
-        cache.insert(a.clone(), answer_a);
+        cache.insert(&a, answer_a);
         for name in ["b.test.", "c.test."] {
             let (key, answer) = prepared(name, 60);
-            cache.insert(key, answer);
+            cache.insert(&key, answer);
         }
         assert_eq!((cache.len(), cache.bytes()), (3, 3 * one));
         let (d, answer_d) = prepared("d.test.", 60);
-        cache.insert(d.clone(), answer_d);
+        cache.insert(&d, answer_d);
         assert_eq!((cache.len(), cache.bytes()), (3, 3 * one));
         assert_eq!(
             cache.get(&a, Instant::now()),
@@ -661,12 +664,12 @@ mod tests {
         ];
         for name in names {
             let (key, answer) = prepared(name, 60);
-            cache.insert(key, answer);
+            cache.insert(&key, answer);
         }
         let mut aaaa = client_query("www.example.test.", false).key;
         aaaa.qtype = 28;
         let (_, answer) = prepared("www.example.test.", 60);
-        cache.insert(aaaa, answer);
+        cache.insert(&aaaa, answer);
         assert_eq!(cache.len(), 5);
         let wire = |name: &str| client_query(name, false).key.name;
         assert_eq!(

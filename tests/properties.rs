@@ -361,7 +361,7 @@ proptest! {
             },
             Arc::new(Metrics::default()),
         );
-        cache.insert(query.key.clone(), Arc::clone(&answer));
+        cache.insert(&query.key, Arc::clone(&answer));
         for second in [0, 1, 59, 3599, 86_399, 200_000] {
             let now = received + Duration::from_secs(second);
             if let Hit::Fresh { answer, .. } = cache.get(&query.key, now) {

@@ -334,12 +334,12 @@ impl Resolver {
             Ok(answer) if answer.is_failure() => {
                 let error = LookupError::Upstream(answer.rcode());
                 self.cache
-                    .insert_failure(lookup.key().clone(), error, Instant::now());
+                    .insert_failure(lookup.key(), error, Instant::now());
             }
-            Ok(answer) => self.cache.insert(lookup.key().clone(), Arc::clone(answer)),
+            Ok(answer) => self.cache.insert(lookup.key(), Arc::clone(answer)),
             Err(error) => {
                 self.cache
-                    .insert_failure(lookup.key().clone(), *error, Instant::now());
+                    .insert_failure(lookup.key(), *error, Instant::now());
             }
         }
         lookup.complete(outcome);
@@ -433,7 +433,7 @@ impl PendingQuery {
                     // retry should not wait a whole deadline again.
                     resolver
                         .cache
-                        .insert_failure(query.key.clone(), error, Instant::now());
+                        .insert_failure(&query.key, error, Instant::now());
                 }
                 (resolver.failure(query, error), Source::Failed)
             }

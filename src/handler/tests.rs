@@ -71,7 +71,7 @@ fn seed(resolver: &Resolver, name: &str, ttl: u32) {
     let reply = upstream_reply(1, name, &[ttl]);
     let answer = Answer::from_upstream(&reply, Instant::now()).expect("a valid reply");
     let key = ClientQuery::parse(&query(name)).expect("valid").key;
-    resolver.cache().insert(key, Arc::new(answer));
+    resolver.cache().insert(&key, Arc::new(answer));
 }
 
 fn ask(resolver: &Arc<Resolver>, name: &str) -> Handled {
