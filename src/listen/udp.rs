@@ -43,9 +43,9 @@ pub const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 const SEND_RETRY: Duration = Duration::from_millis(1);
 const SEND_PATIENCE: Duration = Duration::from_millis(50);
 
-/// Runs on a blocking thread of the runtime (so tasks can be spawned from it)
-/// until `shutdown`. `socket` is in blocking mode with [`SHUTDOWN_POLL`] as its
-/// receive and send timeouts.
+/// Runs on a thread of its own, inside the runtime's context (so it can spawn
+/// tasks and read the runtime's clock), until `shutdown`. `socket` is in
+/// blocking mode with [`SHUTDOWN_POLL`] as its receive and send timeouts.
 pub fn serve(
     socket: Arc<UdpSocket>,
     resolver: Arc<Resolver>,
@@ -121,12 +121,19 @@ pub fn serve(
 }
 
 /// Sends the replies of one batch: together if the socket takes them, the rest
-/// one by one (blocking at most the socket's send timeout each).
+/// one by one. A send that finds the buffer still full after the socket's send
+/// timeout drops the batch's remaining replies, so the thread stalls at most
+/// one timeout per batch; the clients retry.
 fn send_all(socket: &UdpSocket, replies: &mut Vec<(Vec<u8>, SocketAddr)>) {
     let sent = batch::send(socket, replies).unwrap_or(0);
     for (reply, peer) in replies.drain(..).skip(sent) {
-        if let Err(error) = socket.send_to(&reply, peer) {
-            tracing::debug!(%peer, %error, "could not send a UDP response");
+        match socket.send_to(&reply, peer) {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                tracing::debug!(%peer, %error, "UDP send buffer full: batch's replies dropped");
+                break;
+            }
+            Err(error) => tracing::debug!(%peer, %error, "could not send a UDP response"),
         }
     }
 }
