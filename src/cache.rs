@@ -432,6 +432,20 @@ mod tests {
         matches!(hit, Hit::Fresh { .. })
     }
 
+    #[test]
+    fn entries_keep_a_name_of_their_own_not_the_query_s() {
+        let cache = cache(limits());
+        let (key, answer) = prepared("kept.test.", 60);
+        cache.insert(&key, answer);
+        let failed = client_query("failed.test.", false).key;
+        cache.insert_failure(&failed, LookupError::Timeout, Instant::now());
+        // The query's name was allocated by the UDP serving thread; an entry
+        // that shared it would pin that thread's malloc arena (Key::with_own_name).
+        assert_eq!(Arc::strong_count(&key.name), 1);
+        assert_eq!(Arc::strong_count(&failed.name), 1);
+        assert_eq!(cache.len(), 2);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn answer_is_fresh_then_stale_then_gone() {
         let cache = cache(limits());
